@@ -1,0 +1,190 @@
+"""Typed settings, validated at start and frozen after.
+
+Lookup order for the config file: ``--config FILE``, then ``$TOKENOMY_CONFIG``, then
+``./tokenomy.yaml``. Inside the file, ``${VAR}`` is replaced from the environment, so
+provider keys stay out of the file. ``$TOKENOMY_ADMIN_KEY`` overrides ``admin_key``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from tokenomy.errors import ConfigError
+from tokenomy.money import parse_usd
+
+Usd = Annotated[Decimal, BeforeValidator(parse_usd)]
+Tier = Literal["premium", "mid", "commodity"]
+TIERS: tuple[Tier, ...] = ("premium", "mid", "commodity")
+DEFAULT_CONFIG_FILE = "tokenomy.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PriceConfig(_Frozen):
+    """Prices in USD per million tokens, by token class."""
+
+    input_per_mtok: Usd
+    cached_input_per_mtok: Usd | None = None
+    cache_write_per_mtok: Usd | None = None
+    output_per_mtok: Usd = Decimal(0)
+    batch_discount: Usd = Decimal("0.5")
+
+
+class SelfHostedConfig(_Frozen):
+    """A model on our own GPUs, priced as ``gpu_hour_usd x gpus / tokens_per_second``."""
+
+    gpu_hour_usd: Usd
+    gpus: int = Field(default=1, ge=1)
+    output_tokens_per_second: Usd = Field(gt=0)
+    # Prefill is much faster than decode; without a figure input is priced like output.
+    input_tokens_per_second: Usd | None = Field(default=None, gt=0)
+
+
+class UpstreamConfig(_Frozen):
+    base_url: str
+    kind: Literal["openai", "anthropic"] | None = None
+    api_key: str | None = None
+    api_key_env: str | None = None
+    provider_id: str | None = None  # genai-prices provider; derived from kind/base_url
+    timeout_s: float = Field(default=600.0, gt=0)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=256, ge=1)
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def resolved_kind(self) -> Literal["openai", "anthropic"]:
+        if self.kind is not None:
+            return self.kind
+        return "anthropic" if "anthropic.com" in self.base_url else "openai"
+
+    def resolved_api_key(self) -> str | None:
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env)
+        if self.api_key in (None, "", "none"):
+            return None
+        return self.api_key
+
+
+class ModelConfig(_Frozen):
+    name: str
+    upstream: str
+    upstream_model: str | None = None
+    kind: Literal["chat", "embedding"] = "chat"
+    tier: Tier | None = None
+    price: PriceConfig | None = None
+    self_hosted: SelfHostedConfig | None = None
+    # Where to look the model up in genai-prices when no price is given.
+    price_model: str | None = None
+    price_provider: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    context_window: int | None = Field(default=None, ge=1)
+
+    @property
+    def target(self) -> str:
+        return self.upstream_model or self.name
+
+
+class LedgerConfig(_Frozen):
+    store_content: bool = False  # privacy by default: prompts/completions are not stored
+    # Group commit: events that arrive together share one transaction.
+    max_batch: int = Field(default=512, ge=1)
+
+
+class ServerConfig(_Frozen):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+
+
+class Settings(_Frozen):
+    database: str = "sqlite:///./tokenomy.db"
+    admin_key: str | None = None
+    timezone: str = "UTC"
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+    models: list[ModelConfig] = Field(default_factory=list)
+    ledger: LedgerConfig = LedgerConfig()
+    server: ServerConfig = ServerConfig()
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Settings:
+        seen: set[str] = set()
+        for model in self.models:
+            if model.name in seen:
+                raise ValueError(f"model {model.name!r} is defined twice")
+            seen.add(model.name)
+            if model.upstream not in self.upstreams:
+                raise ValueError(
+                    f"model {model.name!r} names upstream {model.upstream!r}, which is not "
+                    f"defined (defined: {', '.join(sorted(self.upstreams)) or 'none'})"
+                )
+            if model.price is not None and model.self_hosted is not None:
+                raise ValueError(f"model {model.name!r}: give price or self_hosted, not both")
+        return self
+
+    def model(self, name: str) -> ModelConfig | None:
+        for model in self.models:
+            if model.name == name:
+                return model
+        return None
+
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _expand_env(value: Any) -> Any:
+    if isinstance(value, str):
+        return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
+    if isinstance(value, dict):
+        return {key: _expand_env(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(item) for item in value]
+    return value
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("TOKENOMY_CONFIG")
+    if from_env:
+        return Path(from_env)
+    return Path(DEFAULT_CONFIG_FILE)
+
+
+def parse_settings(data: dict[str, Any], source: str = "<config>") -> Settings:
+    data = _expand_env(data)
+    admin_from_env = os.environ.get("TOKENOMY_ADMIN_KEY")
+    if admin_from_env:
+        data["admin_key"] = admin_from_env
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in err['loc']) or '(top)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from exc
+
+
+def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
+    config_path = resolve_config_path(path)
+    if not config_path.exists():
+        raise ConfigError(
+            f"config file {str(config_path)!r} not found (pass --config FILE, set "
+            f"TOKENOMY_CONFIG, or create ./{DEFAULT_CONFIG_FILE})"
+        )
+    try:
+        data = yaml.safe_load(config_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{config_path}: the top level must be a mapping")
+    return parse_settings(data, str(config_path))
