@@ -9,7 +9,9 @@
     ├── BudgetExceeded                 429     insufficient_quota      (x-should-retry: false)
     ├── RateLimited                    429     rate_limit_exceeded     (retry-after)
     ├── UpstreamError                  502     upstream_error          (provider failed / bad body)
-    └── UpstreamTimeout                504     upstream_error          (timeout)
+    │   ├── UpstreamTimeout            504     upstream_error          (timeout)
+    │   └── UpstreamRejected           4xx     the provider's own type (passed through)
+    └── LedgerUnavailable              503     server_error            (usage not recorded)
 
 The gateway answers every failure through :func:`error_body`, never with a bare 500 for input.
 """
@@ -101,6 +103,20 @@ class UpstreamError(TokenomyError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     default_code = "upstream_timeout"
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider refused the request (4xx): its status and error type are passed on."""
+
+    def __init__(self, message: str, *, status: int, type_: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.status = status
+        self.type = type_
+
+
+class LedgerUnavailable(TokenomyError):
+    status = 503
+    default_code = "ledger_unavailable"
 
 
 class ConfigError(Exception):

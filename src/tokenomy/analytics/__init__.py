@@ -1,0 +1,1 @@
+"""Reports over what the hot path recorded."""

@@ -1,0 +1,50 @@
+"""The latest requests and one request's full record, from the events table."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+from tokenomy.analytics.spend import GROUPABLE, TIME_BUCKETS
+from tokenomy.errors import InvalidRequest, NotFound
+from tokenomy.money import from_pico, usd_str
+
+_FIELDS = (
+    "id, ts_ms, tenant, key_id, user, team, department, project, environment, workflow, tags, "
+    "endpoint, requested_model, model, tier, upstream, route_reason, input_tokens, "
+    "cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_pico, "
+    "latency_ms, ttft_ms, status, error, stream, cache_hit, estimated, prompt, completion"
+)
+_NAMES = [name.strip() for name in _FIELDS.split(",")]
+
+
+def _record(row: tuple[Any, ...]) -> dict[str, Any]:
+    record = dict(zip(_NAMES, row, strict=True))
+    record["tags"] = orjson.loads(record["tags"])
+    record["cost_usd"] = usd_str(from_pico(record.pop("cost_pico")))
+    for flag in ("stream", "cache_hit", "estimated"):
+        record[flag] = bool(record[flag])
+    return record
+
+
+def latest_requests(conn: sqlite3.Connection, limit: int, filters: dict[str, str]) -> list[dict[str, Any]]:
+    where, params = [], []
+    for name, value in filters.items():
+        if name not in GROUPABLE or name in TIME_BUCKETS:
+            raise InvalidRequest(f"cannot filter requests by {name!r}", param=name)
+        where.append(f"{name} = ?")
+        params.append(value)
+    sql = f"SELECT {_FIELDS} FROM events"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY ts_ms DESC, id DESC LIMIT ?"
+    return [_record(row) for row in conn.execute(sql, [*params, limit])]
+
+
+def request_detail(conn: sqlite3.Connection, request_id: str) -> dict[str, Any]:
+    row = conn.execute(f"SELECT {_FIELDS} FROM events WHERE id = ?", (request_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no request {request_id!r} in the ledger", param="id", code="request_not_found")
+    return _record(row)

@@ -1,0 +1,161 @@
+"""Spend grouped by any principal dimension, model, tier, workflow, tag or time bucket.
+
+Reads the per-minute rollups when the question allows it (minute-aligned range, rollup
+dimensions only) and the raw events otherwise; both give the same exact figures.
+Costs are summed as two integer parts (whole micro-dollars and the pico remainder) so
+SQLite's 64-bit SUM never overflows and the total stays exact.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from tokenomy.analytics.periods import parse_instant, parse_period, to_ms
+from tokenomy.errors import InvalidRequest
+from tokenomy.ledger.event import ROLLUP_DIMENSIONS
+from tokenomy.money import ZERO, from_pico, usd_str
+
+EVENT_DIMENSIONS = ("endpoint", "requested_model", "route_reason", "status")
+TIME_BUCKETS = {"minute": "%Y-%m-%dT%H:%M", "hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d", "month": "%Y-%m"}
+GROUPABLE = (*ROLLUP_DIMENSIONS, *EVENT_DIMENSIONS, *TIME_BUCKETS)
+_SPLIT = 1_000_000  # pico-dollars per micro-dollar
+_SUMS = (
+    "requests",
+    "errors",
+    "estimated",
+    "cache_hits",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+
+@dataclass
+class SpendQuery:
+    group_by: list[str] = field(default_factory=list)
+    start_ms: int | None = None
+    end_ms: int | None = None
+    filters: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in [*self.group_by, *self.filters]:
+            if name not in GROUPABLE and not name.startswith("tag:"):
+                raise InvalidRequest(
+                    f"cannot group or filter by {name!r}; choose from {', '.join(GROUPABLE)} "
+                    "or tag:NAME",
+                    param="group_by",
+                )
+        if len(set(self.group_by)) != len(self.group_by):
+            raise InvalidRequest("group_by names a field twice", param="group_by")
+
+    def uses_rollups(self) -> bool:
+        aligned = all(ms is None or ms % 60_000 == 0 for ms in (self.start_ms, self.end_ms))
+        fields = [*self.group_by, *self.filters]
+        return aligned and all(name in ROLLUP_DIMENSIONS or name in TIME_BUCKETS for name in fields)
+
+
+def _column(name: str, rollups: bool) -> str:
+    if name in TIME_BUCKETS:
+        seconds = "minute" if rollups else "ts_ms / 1000"
+        return f"strftime('{TIME_BUCKETS[name]}', {seconds}, 'unixepoch')"
+    if name.startswith("tag:"):
+        return f"json_extract(tags, '$.\"{name[4:].replace(chr(34), '')}\"')"
+    return name
+
+
+def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
+    rollups = query.uses_rollups()
+    table = "rollup_minute" if rollups else "events"
+    where: list[str] = []
+    params: list[Any] = []
+    if query.start_ms is not None:
+        where.append("minute >= ?" if rollups else "ts_ms >= ?")
+        params.append(query.start_ms // 1000 if rollups else query.start_ms)
+    if query.end_ms is not None:
+        where.append("minute < ?" if rollups else "ts_ms < ?")
+        params.append(query.end_ms // 1000 if rollups else query.end_ms)
+    for name, value in query.filters.items():
+        where.append(f"{_column(name, rollups)} = ?")
+        params.append(value)
+    if rollups:
+        sums = ", ".join(f"SUM({name})" for name in _SUMS)
+        latency = "SUM(latency_ms_sum)"
+    else:
+        sums = (
+            "COUNT(*), SUM(status >= 400), SUM(estimated), SUM(cache_hit), SUM(input_tokens), "
+            "SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), "
+            "SUM(reasoning_tokens)"
+        )
+        latency = "SUM(latency_ms)"
+    groups = [_column(name, rollups) for name in query.group_by]
+    select = ", ".join(
+        [*groups, sums, f"SUM(cost_pico / {_SPLIT})", f"SUM(cost_pico % {_SPLIT})", latency]
+    )
+    sql = f"SELECT {select} FROM {table}"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if groups:
+        sql += " GROUP BY " + ", ".join(groups)
+    rows = [_row(query.group_by, row) for row in conn.execute(sql, params) if row[len(groups)]]
+    rows.sort(key=lambda r: (-Decimal(r["cost_usd"]), *(str(r[g]) for g in query.group_by)))
+    total = sum((Decimal(r["cost_usd"]) for r in rows), ZERO)
+    return {
+        "group_by": query.group_by,
+        "rows": rows,
+        "total_cost_usd": usd_str(total),
+        "total_requests": sum(r["requests"] for r in rows),
+        "source": table,
+    }
+
+
+def _row(group_by: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {name: row[i] if row[i] is not None else "" for i, name in enumerate(group_by)}
+    offset = len(group_by)
+    values = {name: int(row[offset + i] or 0) for i, name in enumerate(_SUMS)}
+    micro, pico = int(row[offset + len(_SUMS)] or 0), int(row[offset + len(_SUMS) + 1] or 0)
+    latency_sum = float(row[offset + len(_SUMS) + 2] or 0.0)
+    cost = from_pico(micro * _SPLIT + pico)
+    requests = values["requests"]
+    tokens = values["input_tokens"] + values["output_tokens"]
+    out.update(
+        requests=requests,
+        errors=values["errors"],
+        estimated=values["estimated"],
+        cache_hits=values["cache_hits"],
+        input_tokens=values["input_tokens"],
+        cached_input_tokens=values["cache_read_tokens"],
+        cache_write_tokens=values["cache_write_tokens"],
+        output_tokens=values["output_tokens"],
+        reasoning_tokens=values["reasoning_tokens"],
+        cost_usd=usd_str(cost),
+        cost_per_request_usd=usd_str(_per(cost, requests)),
+        cost_per_1k_tokens_usd=usd_str(_per(cost * 1000, tokens)),
+        avg_latency_ms=round(latency_sum / requests, 3) if requests else 0.0,
+    )
+    return out
+
+
+def _per(amount: Decimal, count: int) -> Decimal:
+    if not count:
+        return ZERO
+    return (amount / count).quantize(Decimal("1e-12"))
+
+
+def spend_query(
+    group_by: str, period: str | None, start: str | None, end: str | None, filters: dict[str, str]
+) -> SpendQuery:
+    start_ms = end_ms = None
+    if period:
+        period_start, period_end = parse_period(period)
+        start_ms, end_ms = to_ms(period_start), to_ms(period_end)
+    if start:
+        start_ms = to_ms(parse_instant(start, "from"))
+    if end:
+        end_ms = to_ms(parse_instant(end, "to"))
+    groups = [name.strip() for name in group_by.split(",") if name.strip()]
+    return SpendQuery(groups, start_ms, end_ms, filters)

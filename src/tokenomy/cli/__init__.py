@@ -1,0 +1,1 @@
+"""The ``tokenomy`` command: one module per command group."""

@@ -1,0 +1,36 @@
+"""Entry point of the ``tokenomy`` console script."""
+
+from __future__ import annotations
+
+import click
+
+from tokenomy import __version__
+from tokenomy.cli.keys import keys
+from tokenomy.cli.report import report
+from tokenomy.cli.serve import serve
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tokenomy")
+def cli() -> None:
+    """tokenomy: meter, price, attribute and control the cost of every LLM call."""
+
+
+cli.add_command(serve)
+cli.add_command(keys)
+cli.add_command(report)
+
+
+def _add_optional_commands() -> None:
+    from tokenomy.cli.demo import demo
+    from tokenomy.mock.cli import mock_upstream_command
+
+    cli.add_command(mock_upstream_command, "mock-upstream")
+    cli.add_command(demo)
+
+
+# _add_optional_commands()
+
+
+def main() -> None:
+    cli()

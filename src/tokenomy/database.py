@@ -1,0 +1,156 @@
+"""Database URLs, SQLite connections and named, append-only migrations.
+
+One SQLite file holds keys, the ledger and its rollups (WAL mode: readers never block the
+single writer). ``synchronous=NORMAL`` in WAL mode makes a commit durable against a crash
+of the process (kill -9), which is what "recorded means acknowledged" needs; only a power
+loss can take back the last commits.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from tokenomy.errors import ConfigError
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_keys",
+        """
+        CREATE TABLE keys (
+            id TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            name TEXT NOT NULL DEFAULT '',
+            tenant TEXT NOT NULL DEFAULT 'default',
+            user TEXT NOT NULL DEFAULT '',
+            team TEXT NOT NULL DEFAULT '',
+            department TEXT NOT NULL DEFAULT '',
+            project TEXT NOT NULL DEFAULT '',
+            environment TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '{}',
+            allowed_models TEXT,
+            created_at INTEGER NOT NULL,
+            revoked_at INTEGER
+        );
+        """,
+    ),
+    (
+        "0002_events",
+        """
+        CREATE TABLE events (
+            id TEXT PRIMARY KEY,
+            ts_ms INTEGER NOT NULL,
+            tenant TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            user TEXT NOT NULL,
+            team TEXT NOT NULL,
+            department TEXT NOT NULL,
+            project TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            requested_model TEXT NOT NULL,
+            model TEXT NOT NULL,
+            tier TEXT NOT NULL,
+            upstream TEXT NOT NULL,
+            route_reason TEXT NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            reasoning_tokens INTEGER NOT NULL,
+            cost_pico INTEGER NOT NULL,
+            latency_ms REAL NOT NULL,
+            ttft_ms REAL,
+            status INTEGER NOT NULL,
+            error TEXT,
+            stream INTEGER NOT NULL,
+            cache_hit INTEGER NOT NULL,
+            estimated INTEGER NOT NULL,
+            prompt TEXT,
+            completion TEXT
+        );
+        CREATE INDEX events_ts ON events (ts_ms);
+        CREATE TABLE rollup_minute (
+            minute INTEGER NOT NULL,
+            tenant TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            user TEXT NOT NULL,
+            team TEXT NOT NULL,
+            department TEXT NOT NULL,
+            project TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            model TEXT NOT NULL,
+            tier TEXT NOT NULL,
+            upstream TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            estimated INTEGER NOT NULL,
+            cache_hits INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            reasoning_tokens INTEGER NOT NULL,
+            cost_pico INTEGER NOT NULL,
+            latency_ms_sum REAL NOT NULL,
+            PRIMARY KEY (minute, tenant, key_id, user, team, department, project,
+                         environment, workflow, model, tier, upstream)
+        );
+        """,
+    ),
+]
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``;
+    ``sqlite://:memory:`` is refused (the ledger must survive the process)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigError(
+            f"database {url!r} is not supported yet: use sqlite:///PATH "
+            "(PostgreSQL arrives with the scale-out backend)"
+        )
+    path = url[len(prefix) :]
+    if not path or path == ":memory:":
+        raise ConfigError("database: give a file path, e.g. sqlite:///./tokenomy.db")
+    return path
+
+
+def connect(url: str) -> sqlite3.Connection:
+    path = sqlite_path(url)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    migrate(conn)
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)")
+    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+    for name, sql in MIGRATIONS:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have applied it while we waited for the write lock.
+            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                conn.execute("COMMIT")
+                continue
+            for statement in sql.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT INTO migrations VALUES (?, CAST(strftime('%s','now') AS INTEGER) * 1000)",
+                (name,),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise

@@ -1,0 +1,193 @@
+"""The admin API under ``/admin`` (FastAPI, for its OpenAPI document), behind the admin key."""
+
+from __future__ import annotations
+
+import hmac
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tokenomy import database
+from tokenomy.analytics.requests import latest_requests, request_detail
+from tokenomy.analytics.spend import query_spend, spend_query
+from tokenomy.errors import AuthenticationFailed, PermissionDenied, TokenomyError, error_body
+from tokenomy.gateway.state import Gateway
+
+if TYPE_CHECKING:
+    from tokenomy.gateway.app import TokenomyApp
+
+RESERVED_PARAMS = {"group_by", "from", "to", "period", "limit"}
+
+
+class KeyCreate(BaseModel):
+    """A new virtual key's principal. Every field is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    user: str | None = Field(default=None, max_length=200)
+    team: str | None = Field(default=None, max_length=200)
+    department: str | None = Field(default=None, max_length=200)
+    project: str | None = Field(default=None, max_length=200)
+    environment: str | None = Field(default=None, max_length=200, examples=["prod"])
+    tenant: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    tags: dict[str, str] | list[str] | None = None
+    allowed_models: list[str] | None = None
+
+
+class KeyCreated(BaseModel):
+    id: str
+    key: str = Field(description="The secret key; shown once, stored only as a hash.")
+    principal: dict[str, Any]
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway | None = request.app.state.owner.gateway
+    if gateway is None:
+        raise TokenomyError("the gateway is not started")
+    return gateway
+
+
+def require_admin(request: Request) -> Gateway:
+    gateway = _gateway(request)
+    expected = gateway.settings.admin_key
+    if not expected:
+        raise PermissionDenied(
+            "the admin API is disabled: set admin_key in the config or TOKENOMY_ADMIN_KEY",
+            code="admin_disabled",
+        )
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+        raise AuthenticationFailed("admin key missing or wrong", code="invalid_admin_key")
+    return gateway
+
+
+Admin = Annotated[Gateway, Depends(require_admin)]
+
+
+@contextmanager
+def reader(gateway: Gateway) -> Iterator[sqlite3.Connection]:
+    """A connection of its own per admin query: reads never queue behind the writer."""
+    conn = database.connect(gateway.settings.database)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def create_admin_app(owner: TokenomyApp) -> FastAPI:
+    app = FastAPI(
+        title="tokenomy admin API",
+        version="0.1.0",
+        openapi_url="/admin/openapi.json",
+        docs_url="/admin/docs",
+        redoc_url=None,
+    )
+
+    app.state.owner = owner
+
+    @app.exception_handler(TokenomyError)
+    async def _tokenomy_error(_: Request, exc: TokenomyError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+        param = ".".join(location) or None
+        message = f"{param}: {first.get('msg', 'invalid')}" if param else str(first.get("msg", "invalid request"))
+        return JSONResponse(
+            error_body(message, "invalid_request_error", param, "invalid_value"), status_code=400
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        code = "not_found" if exc.status_code == 404 else None
+        return JSONResponse(error_body(str(exc.detail), type_, None, code), status_code=exc.status_code)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz(request: Request) -> dict[str, Any]:
+        gw = _gateway(request)
+        return {"status": "ok", "models": len(gw.catalog), "ledger_committed": gw.ledger.committed}
+
+    @app.post("/admin/keys", response_model=KeyCreated, tags=["keys"], status_code=200)
+    def create_key(body: KeyCreate, gw: Admin) -> dict[str, Any]:
+        record, key = gw.keys.create(body.model_dump(exclude_none=True))
+        return {"id": record["id"], "key": key, "principal": record}
+
+    @app.get("/admin/keys", tags=["keys"])
+    def list_keys(gw: Admin, include_revoked: bool = False) -> dict[str, Any]:
+        return {"data": gw.keys.list(include_revoked)}
+
+    @app.get("/admin/keys/{key_id}", tags=["keys"])
+    def get_key(key_id: str, gw: Admin) -> dict[str, Any]:
+        return gw.keys.get(key_id)
+
+    @app.delete("/admin/keys/{key_id}", tags=["keys"])
+    def revoke_key(key_id: str, gw: Admin) -> dict[str, Any]:
+        return gw.keys.revoke(key_id)
+
+    @app.get("/admin/models", tags=["models"])
+    def models(gw: Admin) -> dict[str, Any]:
+        return {"data": [_model_record(model) for model in gw.catalog]}
+
+    @app.get("/admin/spend", tags=["reports"])
+    def spend(
+        request: Request,
+        gw: Admin,
+        group_by: str = "",
+        period: str | None = None,
+        from_: Annotated[str | None, Query(alias="from")] = None,
+        to: str | None = None,
+    ) -> dict[str, Any]:
+        """Spend and unit economics grouped by any dimension; other query parameters
+        filter (``?team=support``, ``?tag:feature=search``)."""
+        query = spend_query(group_by, period, from_, to, _filters(request))
+        with reader(gw) as conn:
+            return query_spend(conn, query)
+
+    @app.get("/admin/requests", tags=["reports"])
+    def requests(request: Request, gw: Admin, limit: int = 100) -> dict[str, Any]:
+        with reader(gw) as conn:
+            return {"data": latest_requests(conn, min(max(limit, 1), 1000), _filters(request))}
+
+    @app.get("/admin/requests/{request_id}", tags=["reports"])
+    def request_by_id(request_id: str, gw: Admin) -> dict[str, Any]:
+        with reader(gw) as conn:
+            return request_detail(conn, request_id)
+
+    return app
+
+
+
+def _filters(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items() if k not in RESERVED_PARAMS}
+
+
+def _model_record(model: Any) -> dict[str, Any]:
+    price = model.price
+    return {
+        "name": model.name,
+        "upstream": model.upstream,
+        "upstream_model": model.target,
+        "kind": model.kind,
+        "tier": model.tier,
+        "price_source": price.source,
+        "input_per_mtok": str(price.input_per_mtok),
+        "cached_input_per_mtok": str(price.cached_input_per_mtok)
+        if price.cached_input_per_mtok is not None
+        else None,
+        "cache_write_per_mtok": str(price.cache_write_per_mtok)
+        if price.cache_write_per_mtok is not None
+        else None,
+        "output_per_mtok": str(price.output_per_mtok),
+        "batch_discount": str(price.batch_discount),
+        "tiered": price.tiered is not None,
+    }

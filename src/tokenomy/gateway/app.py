@@ -1,0 +1,88 @@
+"""The gateway as one ASGI callable.
+
+Proxy routes are dispatched by a dict lookup straight to their handler (the hot path pays
+for no framework); everything else (admin API, its OpenAPI document, health) goes to a
+FastAPI app that shares the same :class:`Gateway` state.
+"""
+
+from __future__ import annotations
+
+import logging
+from tokenomy.config import Settings
+from tokenomy.errors import NotFound
+from tokenomy.gateway import proxy
+from tokenomy.gateway.asgi import Receive, Scope, Send, send_error
+from tokenomy.gateway.endpoints import ROUTES
+from tokenomy.gateway.models_route import list_models
+from tokenomy.gateway.state import Gateway
+
+log = logging.getLogger("tokenomy.gateway")
+
+
+class TokenomyApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.gateway: Gateway | None = None
+        from tokenomy.gateway.admin import create_admin_app
+
+        self.admin = create_admin_app(self)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            path = scope["path"]
+            endpoint = ROUTES.get(path)
+            if endpoint is not None and scope["method"] == "POST":
+                assert self.gateway is not None, "lifespan did not run"
+                return await proxy.handle(self.gateway, endpoint, scope, receive, send)
+            if path == "/v1/models" and scope["method"] == "GET":
+                assert self.gateway is not None, "lifespan did not run"
+                return await list_models(self.gateway, scope, send)
+            if path.startswith("/v1/") and endpoint is None:
+                error = NotFound(f"no route {scope['method']} {path} on this gateway", code="unknown_route")
+                return await send_error(send, error, [])
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                _assume_json_body(scope)
+            return await self.admin(scope, receive, send)
+        if kind == "lifespan":
+            return await self._lifespan(receive, send)
+        if kind == "websocket":
+            await send({"type": "websocket.close", "code": 1003})
+
+    async def startup(self) -> None:
+        if self.gateway is None:
+            self.gateway = Gateway.build(self.settings)
+            await self.gateway.start()
+
+    async def shutdown(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+            self.gateway = None
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    log.exception("gateway failed to start")
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def create_app(settings: Settings) -> TokenomyApp:
+    return TokenomyApp(settings)
+
+
+def _assume_json_body(scope: Scope) -> None:
+    """The admin API speaks only JSON; accept bodies sent without a JSON content type
+    (``curl -d``) instead of failing them on a header."""
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    headers.append((b"content-type", b"application/json"))
+    scope["headers"] = headers

@@ -1,0 +1,99 @@
+"""One proxied call: who asked, for what, and how it is recorded once it is over."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from tokenomy.gateway.endpoints import Endpoint
+from tokenomy.ledger import UsageEvent
+from tokenomy.money import to_pico, usd_str
+from tokenomy.pricing import Model
+from tokenomy.principals import Principal
+from tokenomy.usage import Usage
+
+
+def new_request_id() -> str:
+    return "req_" + secrets.token_hex(12)
+
+
+@dataclass(slots=True)
+class Call:
+    request_id: str
+    started: float  # perf_counter at arrival
+    ts_ms: int
+    principal: Principal
+    endpoint: Endpoint
+    model: Model
+    payload: dict[str, Any]
+    raw_body: bytes
+    workflow: str
+    tags: dict[str, str]
+    route_reason: str = "requested"
+    ttft_ms: float | None = None
+    store_content: bool = False
+    completion_text: list[str] = field(default_factory=list)
+
+    def headers(self, cost: str) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"x-request-id", self.request_id.encode()),
+            (b"x-tokenomy-model", self.model.name.encode()),
+            (b"x-tokenomy-cost-usd", cost.encode()),
+            (b"x-tokenomy-route-reason", self.route_reason.encode()),
+        ]
+
+    def estimated_usage(self, output_text: str = "") -> Usage:
+        from tokenomy import tokens
+
+        output = tokens.count(output_text) if output_text else 0
+        return Usage(input_tokens=self.endpoint.estimate_input(self.payload), output_tokens=output)
+
+    def event(
+        self,
+        usage: Usage,
+        *,
+        status: int,
+        estimated: bool = False,
+        error: str | None = None,
+        stream: bool = False,
+    ) -> tuple[UsageEvent, str]:
+        """The ledger event and the cost as the wire shows it."""
+        cost = self.model.price.cost(usage)
+        p = self.principal
+        event = UsageEvent(
+            id=self.request_id,
+            ts_ms=self.ts_ms,
+            tenant=p.tenant,
+            key_id=p.key_id,
+            user=p.user,
+            team=p.team,
+            department=p.department,
+            project=p.project,
+            environment=p.environment,
+            workflow=self.workflow,
+            tags={**p.tags, **self.tags},
+            endpoint=self.endpoint.name,
+            requested_model=str(self.payload.get("model")),
+            model=self.model.name,
+            tier=self.model.tier,
+            upstream=self.model.upstream,
+            route_reason=self.route_reason,
+            usage=usage,
+            cost_pico=to_pico(cost),
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            ttft_ms=self.ttft_ms,
+            status=status,
+            error=error,
+            stream=stream,
+            estimated=estimated,
+        )
+        if self.store_content:
+            event.prompt = orjson.dumps(
+                self.payload.get("messages") or self.payload.get("input") or self.payload.get("prompt")
+            ).decode()
+            event.completion = "".join(self.completion_text) or None
+        return event, usd_str(cost)

@@ -1,0 +1,192 @@
+"""Relaying a server-sent-event stream while metering it.
+
+Every upstream event is parsed (a few µs) so that usage is read from the final usage
+chunk, the text delivered so far is known if the stream is cut short, and malformed
+chunks are caught instead of passed on. ``[DONE]`` is held back until the request's
+ledger event is committed: a client that saw the end of its stream is in the ledger.
+The response headers go out before the cost is known, so ``x-tokenomy-cost-usd`` says
+``pending`` and the final cost follows as an SSE comment (``: x-tokenomy-cost-usd=...``)
+just before ``[DONE]``, which SDKs ignore; the ledger has it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from tokenomy.errors import TokenomyError, UpstreamError
+from tokenomy.gateway.asgi import EVENT_STREAM, Receive, Send, send_error
+from tokenomy.gateway.call import Call
+from tokenomy.gateway.proxy import record_failure
+from tokenomy.gateway.state import Gateway
+from tokenomy.gateway.upstream_call import rejection, upstream_request
+from tokenomy.upstream.client import read_body
+from tokenomy.upstream.sse import SSEParser
+from tokenomy.usage import Usage
+
+DONE = b"data: [DONE]\n\n"
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+class _Relay:
+    """State of one relayed stream."""
+
+    def __init__(self, call: Call, translator: Any) -> None:
+        self.call = call
+        self.translator = translator
+        self.usage: Usage | None = None
+        self.texts: list[str] = []
+        self.saw_done = False
+        self.failure: TokenomyError | None = None
+        options = call.payload.get("stream_options")
+        self.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+
+    def frames(self, name: str | None, data: bytes) -> list[bytes]:
+        """The frames to send the client for one upstream event."""
+        if self.translator is not None:
+            return self._translated(name, data)
+        if data == b"[DONE]":
+            self.saw_done = True
+            return []
+        chunk = orjson.loads(data)
+        if not isinstance(chunk, dict):
+            raise ValueError("chunk is not an object")
+        usage = self.call.endpoint.stream_usage_of(chunk)
+        if usage is not None:
+            self.usage = usage
+            if not self.client_wants_usage and not chunk.get("choices"):
+                return []  # we asked for the usage chunk; the client did not
+        self.texts.append(self.call.endpoint.delta_text_of(chunk))
+        if name:
+            return [b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"]
+        return [b"data: " + data + b"\n\n"]
+
+    def _translated(self, name: str | None, data: bytes) -> list[bytes]:
+        chunks = self.translator.feed(name or "", orjson.loads(data))
+        if self.translator.usage is not None:
+            self.usage = self.translator.usage
+        if self.translator.done:
+            self.saw_done = True
+        out = []
+        for chunk in chunks:
+            self.texts.append(self.call.endpoint.delta_text_of(chunk))
+            out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        return out
+
+    def final_usage(self) -> tuple[Usage, bool]:
+        if self.usage is not None and self.saw_done:
+            return self.usage, False
+        if self.usage is not None:  # usage arrived, the end marker did not: still billing truth
+            return self.usage, False
+        return self.call.estimated_usage("".join(self.texts)), True
+
+
+def _translator(call: Call, kind: str) -> Any:
+    if kind != "anthropic":
+        return None
+    from tokenomy.upstream.anthropic_format import AnthropicStreamTranslator
+
+    options = call.payload.get("stream_options")
+    include_usage = isinstance(options, dict) and options.get("include_usage") is True
+    return AnthropicStreamTranslator(call.model.name, call.request_id, int(time.time()), include_usage)
+
+
+async def relay_stream(gateway: Gateway, call: Call, receive: Receive, send: Send) -> None:
+    try:
+        client, path, body = upstream_request(gateway, call, stream=True)
+        response = await client.post(path, body)
+    except UpstreamError as exc:
+        await record_failure(gateway, call, exc, Usage(), estimated=False)
+        return await send_error(send, exc, call.headers("0"))
+    except TokenomyError as exc:
+        return await send_error(send, exc, call.headers("0"))
+    if response.status >= 400:
+        try:
+            raw = await read_body(response, client.name)
+        except UpstreamError:
+            raw = b""
+        failure = rejection(client, response.status, raw, response.headers)
+        await record_failure(gateway, call, failure, Usage(), estimated=False)
+        return await send_error(send, failure, call.headers("0"))
+
+    relay = _Relay(call, _translator(call, client.kind))
+    headers = [EVENT_STREAM, (b"cache-control", b"no-cache"), *call.headers("pending")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
+    disconnected = False
+    parser = SSEParser()
+    try:
+        async for piece in response.content.iter_any():
+            out = [frame for name, data in parser.feed(piece) for frame in relay.frames(name, data)]
+            if not out:
+                continue
+            if watcher.done():
+                disconnected = True
+                break
+            if call.ttft_ms is None:
+                call.ttft_ms = (time.perf_counter() - call.started) * 1000
+            try:
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+            except Exception:
+                disconnected = True
+                break
+    except (aiohttp.ClientError, TimeoutError):
+        relay.failure = UpstreamError(f"upstream {client.name!r} broke off the stream")
+    except ValueError:
+        relay.failure = UpstreamError(
+            f"upstream {client.name!r} sent a malformed stream chunk", code="upstream_malformed"
+        )
+    except UpstreamError as exc:  # an error event inside the stream
+        relay.failure = exc
+    finally:
+        watcher.cancel()
+        if disconnected or relay.failure is not None or not relay.saw_done:
+            response.close()  # do not reuse a connection in an unknown state
+        else:
+            response.release()
+    if relay.failure is None and not relay.saw_done and not disconnected:
+        relay.failure = UpstreamError(
+            f"upstream {client.name!r} ended the stream early", code="upstream_truncated"
+        )
+    await _finish(gateway, call, relay, send, disconnected)
+
+
+async def _finish(gateway: Gateway, call: Call, relay: _Relay, send: Send, disconnected: bool) -> None:
+    usage, estimated = relay.final_usage()
+    call.completion_text.append("".join(relay.texts))
+    failure = relay.failure
+    status = 499 if disconnected else (failure.status if failure else 200)
+    event, cost = call.event(
+        usage,
+        status=status,
+        estimated=estimated,
+        error="client disconnected" if disconnected else (failure.message if failure else None),
+        stream=True,
+    )
+    try:
+        await gateway.ledger.record(event)
+        recorded = True
+    except Exception:
+        recorded = False
+    if disconnected:
+        return
+    if not recorded:
+        failure = UpstreamError("the gateway could not record this request's usage")
+    tail = b": x-tokenomy-cost-usd=" + cost.encode() + b"\n\n"
+    if failure is not None:
+        tail += b"data: " + failure.json() + b"\n\n"
+    elif relay.translator is None or relay.saw_done:
+        tail += DONE
+    with contextlib.suppress(Exception):
+        await send({"type": "http.response.body", "body": tail, "more_body": False})

@@ -1,0 +1,118 @@
+"""Group commit: the request path waits until its event is durable, cheaply.
+
+Requests hand their event to one writer thread and await a future. The thread drains
+everything queued, writes it in one transaction, and resolves all those futures with a
+single call into the event loop. Under load many events share a commit; at low load the
+wait is one small transaction (~0.1 ms). A response is sent only after its event is
+committed, so a request the client saw answered survives kill -9.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Callable
+
+from tokenomy import database
+from tokenomy.ledger.event import UsageEvent
+from tokenomy.ledger.sqlite import SqliteLedgerStore
+
+log = logging.getLogger("tokenomy.ledger")
+_STOP = object()
+_Item = tuple[UsageEvent, asyncio.Future[None] | None]
+
+
+class LedgerWriter:
+    def __init__(self, database_url: str, max_batch: int = 512) -> None:
+        self._url = database_url
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.committed = 0
+        self.listeners: list[Callable[[list[UsageEvent]], None]] = []
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._run, args=(ready, failure), name="tokenomy-ledger", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+
+    def record(self, event: UsageEvent) -> asyncio.Future[None]:
+        """Queue an event; the returned future completes once it is committed."""
+        assert self._loop is not None, "LedgerWriter.start() was not called"
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._queue.put((event, future))
+        return future
+
+    async def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._queue.put(_STOP)
+        await asyncio.to_thread(self._thread.join)
+        self._thread = None
+
+    def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
+        try:
+            store = SqliteLedgerStore(database.connect(self._url))
+        except BaseException as exc:
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        stopping = False
+        while not stopping:
+            batch: list[_Item] = []
+            item = self._queue.get()
+            while True:
+                if item is _STOP:
+                    stopping = True
+                else:
+                    batch.append(item)  # type: ignore[arg-type]
+                if len(batch) >= self._max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._commit(store, batch)
+
+    def _commit(self, store: SqliteLedgerStore, batch: list[_Item]) -> None:
+        events = [event for event, _ in batch]
+        error: BaseException | None = None
+        for attempt in range(5):
+            try:
+                store.write_batch(events)
+                error = None
+                break
+            except Exception as exc:  # database locked or full: retry, then fail the requests
+                error = exc
+                log.warning("ledger commit failed (attempt %d): %s", attempt + 1, exc)
+                threading.Event().wait(0.05 * (attempt + 1))
+        if error is None:
+            self.committed += len(events)
+            for listener in self.listeners:
+                listener(events)
+        assert self._loop is not None
+        futures = [future for _, future in batch if future is not None]
+        if futures and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(_resolve, futures, error)
+
+
+def _resolve(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

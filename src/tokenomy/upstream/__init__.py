@@ -1,0 +1,1 @@
+"""Provider adapters: OpenAI-compatible HTTP and Anthropic's Messages API."""

@@ -1,0 +1,89 @@
+"""Pooled HTTP connections to one upstream, with its credentials and timeouts.
+
+aiohttp was measured against httpx for this job (see benchmarks/); it keeps connections
+alive per upstream and its streaming reads are cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from tokenomy.config import UpstreamConfig
+from tokenomy.errors import UpstreamError, UpstreamTimeout
+
+ANTHROPIC_VERSION = "2023-06-01"
+
+
+class UpstreamClient:
+    def __init__(self, name: str, config: UpstreamConfig) -> None:
+        self.name = name
+        self.config = config
+        self.kind = config.resolved_kind
+        self.base_url = config.base_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+        self._headers = self._auth_headers()
+
+    def _auth_headers(self) -> dict[str, str]:
+        headers = {"content-type": "application/json", **self.config.headers}
+        key = self.config.resolved_api_key()
+        if self.kind == "anthropic":
+            headers["anthropic-version"] = ANTHROPIC_VERSION
+            if key:
+                headers["x-api-key"] = key
+        elif key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_connections, keepalive_timeout=60, ttl_dns_cache=300
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(
+                total=self.config.timeout_s, sock_connect=self.config.connect_timeout_s
+            ),
+            skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, path: str, body: bytes) -> aiohttp.ClientResponse:
+        """Send a request; the caller reads and releases the response."""
+        assert self._session is not None, "upstream client not started"
+        try:
+            return await self._session.post(self.base_url + path, data=body, headers=self._headers)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"upstream {self.name!r} did not answer within {self.config.timeout_s:g} s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamError(f"upstream {self.name!r} is unreachable: {_describe(exc)}") from exc
+
+    async def get(self, path: str) -> Any:
+        assert self._session is not None
+        async with self._session.get(self.base_url + path, headers=self._headers) as response:
+            return await response.json()
+
+
+def _describe(exc: BaseException) -> str:
+    # Never echo request headers (they carry the provider key); the class and reason suffice.
+    text = str(exc) or type(exc).__name__
+    return text.replace("\n", " ")[:200]
+
+
+async def read_body(response: aiohttp.ClientResponse, upstream: str) -> bytes:
+    try:
+        return await response.read()
+    except TimeoutError as exc:
+        raise UpstreamTimeout(f"upstream {upstream!r} timed out sending its answer") from exc
+    except aiohttp.ClientError as exc:
+        raise UpstreamError(f"upstream {upstream!r} broke off its answer: {_describe(exc)}") from exc
+    finally:
+        response.release()
