@@ -63,12 +63,15 @@ def from_openai_responses(usage: dict[str, Any]) -> Usage:
 
 
 def from_anthropic(usage: dict[str, Any]) -> Usage:
-    """Anthropic usage: ``input_tokens`` *excludes* cache reads and cache writes."""
+    """Anthropic usage: ``input_tokens`` *excludes* cache reads and cache writes; thinking
+    tokens are part of ``output_tokens`` and count as reasoning."""
     cache_read = _int(usage.get("cache_read_input_tokens"))
     cache_write = _int(usage.get("cache_creation_input_tokens"))
+    output = _int(usage.get("output_tokens"))
     return Usage(
         input_tokens=_int(usage.get("input_tokens")) + cache_read + cache_write,
-        output_tokens=_int(usage.get("output_tokens")),
+        output_tokens=output,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
+        reasoning_tokens=min(_detail(usage, "output_tokens_details", "thinking_tokens"), output),
     )

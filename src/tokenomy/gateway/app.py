@@ -12,6 +12,7 @@ from tokenomy.config import Settings
 from tokenomy.errors import NotFound
 from tokenomy.gateway import proxy
 from tokenomy.gateway.asgi import Receive, Scope, Send, send_error
+from tokenomy.gateway.call import new_request_id
 from tokenomy.gateway.endpoints import ROUTES
 from tokenomy.gateway.models_route import list_models
 from tokenomy.gateway.state import Gateway
@@ -40,7 +41,7 @@ class TokenomyApp:
                 return await list_models(self.gateway, scope, send)
             if path.startswith("/v1/") and endpoint is None:
                 error = NotFound(f"no route {scope['method']} {path} on this gateway", code="unknown_route")
-                return await send_error(send, error, [])
+                return await send_error(send, error, [(b"x-request-id", new_request_id().encode())])
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 _assume_json_body(scope)
             return await self.admin(scope, receive, send)

@@ -73,7 +73,7 @@ class _Relay:
         return [b"data: " + data + b"\n\n"]
 
     def _translated(self, name: str | None, data: bytes) -> list[bytes]:
-        chunks = self.translator.feed(name or "", orjson.loads(data))
+        chunks = self.translator.feed_sse(name, data)
         if self.translator.usage is not None:
             self.usage = self.translator.usage
         if self.translator.done:
@@ -127,8 +127,8 @@ async def relay_stream(gateway: Gateway, call: Call, receive: Receive, send: Sen
     disconnected = False
     parser = SSEParser()
     try:
-        async for piece in response.content.iter_any():
-            out = [frame for name, data in parser.feed(piece) for frame in relay.frames(name, data)]
+        async for piece in _pieces(response, parser):
+            out = [frame for name, data in piece for frame in relay.frames(name, data)]
             if not out:
                 continue
             if watcher.done():
@@ -160,6 +160,17 @@ async def relay_stream(gateway: Gateway, call: Call, receive: Receive, send: Sen
             f"upstream {client.name!r} ended the stream early", code="upstream_truncated"
         )
     await _finish(gateway, call, relay, send, disconnected)
+
+
+async def _pieces(response: aiohttp.ClientResponse, parser: SSEParser) -> Any:
+    """Upstream events in the batches they arrive in, then any unterminated last event."""
+    async for piece in response.content.iter_any():
+        events = parser.feed(piece)
+        if events:
+            yield events
+    tail = parser.flush()
+    if tail:
+        yield tail
 
 
 async def _finish(gateway: Gateway, call: Call, relay: _Relay, send: Send, disconnected: bool) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from tokenomy.errors import TokenomyError, UpstreamError, UpstreamRejected
+from tokenomy.errors import InvalidRequest, TokenomyError, UpstreamError, UpstreamRejected
 from tokenomy.gateway.call import Call
 from tokenomy.gateway.state import Gateway
 from tokenomy.upstream.client import UpstreamClient, read_body
@@ -50,9 +50,10 @@ def anthropic_body(call: Call, stream: bool) -> bytes:
     from tokenomy.upstream.anthropic_format import to_anthropic_request
 
     if call.endpoint.name != "chat.completions":
-        raise UpstreamError(
+        raise InvalidRequest(
             f"model {call.model.name!r} is served by Anthropic's Messages API, which has no "
             f"{call.endpoint.name} route; use /v1/chat/completions",
+            param="model",
             code="unsupported_endpoint",
         )
     request = to_anthropic_request(
@@ -65,23 +66,22 @@ def anthropic_body(call: Call, stream: bool) -> bytes:
 def upstream_request(gateway: Gateway, call: Call, stream: bool) -> tuple[UpstreamClient, str, bytes]:
     client = gateway.upstreams[call.model.upstream]
     if client.kind == "anthropic":
-        try:
-            return client, "/messages", anthropic_body(call, stream)
-        except UpstreamError as exc:
-            exc.status = 400
-            exc.type = "invalid_request_error"
-            raise
+        return client, "/messages", anthropic_body(call, stream)
     return client, call.endpoint.upstream_path, openai_body(call, stream)
 
 
 def rejection(client: UpstreamClient, status: int, raw: bytes, headers: Any) -> TokenomyError:
     """Turn a provider's error answer into ours, keeping its message when it is the client's."""
+    if client.kind == "anthropic":
+        from tokenomy.upstream.anthropic_format import anthropic_error_to_openai
+
+        raw = orjson.dumps(anthropic_error_to_openai(status, raw))
     message, type_ = _error_message(raw)
     if status in _CLIENT_STATUSES:
         error: TokenomyError = UpstreamRejected(
             f"upstream {client.name!r}: {message}",
             status=status,
-            type_=type_ or ("rate_limit_exceeded" if status == 429 else "invalid_request_error"),
+            type_="rate_limit_exceeded" if status == 429 else (type_ or "invalid_request_error"),
             code=f"upstream_{status}",
         )
         retry_after = headers.get("retry-after") if headers is not None else None
@@ -141,7 +141,12 @@ async def complete(gateway: Gateway, call: Call) -> Answer:
 def _from_anthropic(call: Call, data: dict[str, Any]) -> Answer:
     from tokenomy.upstream.anthropic_format import from_anthropic_response
 
-    translated = from_anthropic_response(data, call.model.name, call.request_id, int(time.time()))
+    try:
+        translated = from_anthropic_response(data, call.model.name, call.request_id, int(time.time()))
+    except UpstreamError as exc:
+        return Answer(b"", call.estimated_usage(), estimated=True, failure=exc)
+    if call.store_content:
+        call.completion_text.append(_answer_text(translated))
     usage_data = data.get("usage")
     if isinstance(usage_data, dict):
         return Answer(orjson.dumps(translated), from_anthropic(usage_data))

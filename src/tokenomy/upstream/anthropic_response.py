@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -47,14 +46,8 @@ def finish_reason(stop_reason: str | None) -> str:
 
 
 def anthropic_usage(usage: dict[str, Any] | None) -> Usage:
-    """:func:`tokenomy.usage.from_anthropic`, plus thinking tokens as reasoning tokens."""
-    usage = usage if isinstance(usage, dict) else {}
-    normalized = from_anthropic(usage)
-    details = usage.get("output_tokens_details")
-    thinking = details.get("thinking_tokens") if isinstance(details, dict) else None
-    if not normalized.reasoning_tokens and isinstance(thinking, int) and thinking > 0:
-        normalized = replace(normalized, reasoning_tokens=min(thinking, normalized.output_tokens))
-    return normalized
+    """:func:`tokenomy.usage.from_anthropic`, tolerating a missing usage object."""
+    return from_anthropic(usage if isinstance(usage, dict) else {})
 
 
 def openai_usage(usage: Usage) -> dict[str, Any]:

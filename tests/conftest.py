@@ -1,0 +1,184 @@
+"""Shared fixtures: real mock-upstream and gateway servers on free loopback ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+ADMIN_KEY = "admin-secret"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+PREMIUM_PRICE = {"input_per_mtok": "5.00", "cached_input_per_mtok": "2.50", "output_per_mtok": "15.00"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}: {url}")
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise TimeoutError(f"server at {url} did not come up")
+
+
+def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class MockUpstream:
+    port: int
+    process: subprocess.Popen[bytes]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+
+def start_mock(*args: str) -> MockUpstream:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tokenomy.mock", "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    mock = MockUpstream(port, process)
+    wait_until_up(f"{mock.base_url}/models", process)
+    return mock
+
+
+@pytest.fixture(scope="session")
+def mock_upstream() -> Iterator[MockUpstream]:
+    mock = start_mock()
+    yield mock
+    stop(mock.process)
+
+
+def gateway_config(db_path: Path, mock: MockUpstream, **extra: Any) -> dict[str, Any]:
+    """The standard test deployment: priced, genai-priced, self-hosted, embedding,
+    Anthropic and deliberately faulty models, all served by the mock upstream."""
+    base = mock.base_url
+    config: dict[str, Any] = {
+        "database": f"sqlite:///{db_path}",
+        "admin_key": ADMIN_KEY,
+        "upstreams": {
+            "mock": {"base_url": base, "api_key": "none"},
+            "claude": {"base_url": base, "kind": "anthropic", "api_key": "sk-ant-test-secret"},
+            "broken": {"base_url": base, "headers": {"x-mock-fault": "error"}},
+            "limited": {"base_url": base, "headers": {"x-mock-fault": "error-429"}},
+            "hanging": {"base_url": base, "headers": {"x-mock-fault": "timeout"}, "timeout_s": 1},
+            "garbled": {"base_url": base, "headers": {"x-mock-fault": "malformed"}},
+            "cut": {"base_url": base, "headers": {"x-mock-fault": "truncate"}},
+            "slow": {"base_url": base, "headers": {"x-mock-fault": "slow"}},
+            "nowhere": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "connect_timeout_s": 1},
+        },
+        "models": [
+            {"name": "premium-model", "upstream": "mock", "upstream_model": "mock-large",
+             "tier": "premium", "price": PREMIUM_PRICE},
+            {"name": "gpt-4o-mini", "upstream": "mock"},
+            {"name": "llama-70b", "upstream": "mock", "upstream_model": "llama-3.1-70b",
+             "self_hosted": {"gpu_hour_usd": "2.40", "gpus": 2, "output_tokens_per_second": "800",
+                             "input_tokens_per_second": "12000"}},
+            {"name": "embed-small", "upstream": "mock", "kind": "embedding",
+             "upstream_model": "text-embedding-3-small"},
+            {"name": "claude-sonnet", "upstream": "claude", "upstream_model": "claude-sonnet-4-5",
+             "price_provider": "anthropic"},
+            {"name": "reasoner", "upstream": "mock", "upstream_model": "mock-reasoner",
+             "price": {"input_per_mtok": "1.10", "output_per_mtok": "4.40"}},
+        ],
+    }
+    for name in ("broken", "limited", "hanging", "garbled", "cut", "slow", "nowhere"):
+        config["models"].append(
+            {"name": f"{name}-model", "upstream": name, "upstream_model": "mock-small",
+             "price": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}}
+        )
+    config.update(extra)
+    return config
+
+
+@dataclass
+class Gateway:
+    port: int
+    config_path: Path
+    db_path: Path
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def admin(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"authorization": f"Bearer {ADMIN_KEY}", **kwargs.pop("headers", {})}
+        return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
+
+    def create_key(self, **principal: Any) -> str:
+        response = self.admin("POST", "/admin/keys", json=principal)
+        assert response.status_code == 200, response.text
+        return str(response.json()["key"])
+
+    def events(self) -> list[sqlite3.Row]:
+        conn = sqlite3.connect(self.db_path)
+        conn.row_factory = sqlite3.Row
+        try:
+            return conn.execute("SELECT * FROM events ORDER BY ts_ms").fetchall()
+        finally:
+            conn.close()
+
+
+def start_gateway(tmp_path: Path, config: dict[str, Any], *args: str) -> Gateway:
+    config_path = tmp_path / "tokenomy.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    env = {**os.environ, "TOKENOMY_CONFIG": "", "TOKENOMY_ADMIN_KEY": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tokenomy", "serve", "--config", str(config_path),
+         "--port", str(port), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=tmp_path,
+    )
+    gateway = Gateway(port, config_path, Path(config["database"][len("sqlite:///"):]), process)
+    wait_until_up(f"{gateway.url}/healthz", process)
+    return gateway
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, mock_upstream: MockUpstream) -> Iterator[Gateway]:
+    tmp_path = tmp_path_factory.mktemp("gateway")
+    gw = start_gateway(tmp_path, gateway_config(tmp_path / "ledger.db", mock_upstream))
+    yield gw
+    stop(gw.process)
