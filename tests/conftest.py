@@ -22,7 +22,11 @@ ADMIN_KEY = "admin-secret"
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
-PREMIUM_PRICE = {"input_per_mtok": "5.00", "cached_input_per_mtok": "2.50", "output_per_mtok": "15.00"}
+PREMIUM_PRICE = {
+    "input_per_mtok": "5.00",
+    "cached_input_per_mtok": "2.50",
+    "output_per_mtok": "15.00",
+}
 
 
 def free_port() -> int:
@@ -102,24 +106,53 @@ def gateway_config(db_path: Path, mock: MockUpstream, **extra: Any) -> dict[str,
             "nowhere": {"base_url": f"http://127.0.0.1:{free_port()}/v1", "connect_timeout_s": 1},
         },
         "models": [
-            {"name": "premium-model", "upstream": "mock", "upstream_model": "mock-large",
-             "tier": "premium", "price": PREMIUM_PRICE},
+            {
+                "name": "premium-model",
+                "upstream": "mock",
+                "upstream_model": "mock-large",
+                "tier": "premium",
+                "price": PREMIUM_PRICE,
+            },
             {"name": "gpt-4o-mini", "upstream": "mock"},
-            {"name": "llama-70b", "upstream": "mock", "upstream_model": "llama-3.1-70b",
-             "self_hosted": {"gpu_hour_usd": "2.40", "gpus": 2, "output_tokens_per_second": "800",
-                             "input_tokens_per_second": "12000"}},
-            {"name": "embed-small", "upstream": "mock", "kind": "embedding",
-             "upstream_model": "text-embedding-3-small"},
-            {"name": "claude-sonnet", "upstream": "claude", "upstream_model": "claude-sonnet-4-5",
-             "price_provider": "anthropic"},
-            {"name": "reasoner", "upstream": "mock", "upstream_model": "mock-reasoner",
-             "price": {"input_per_mtok": "1.10", "output_per_mtok": "4.40"}},
+            {
+                "name": "llama-70b",
+                "upstream": "mock",
+                "upstream_model": "llama-3.1-70b",
+                "self_hosted": {
+                    "gpu_hour_usd": "2.40",
+                    "gpus": 2,
+                    "output_tokens_per_second": "800",
+                    "input_tokens_per_second": "12000",
+                },
+            },
+            {
+                "name": "embed-small",
+                "upstream": "mock",
+                "kind": "embedding",
+                "upstream_model": "text-embedding-3-small",
+            },
+            {
+                "name": "claude-sonnet",
+                "upstream": "claude",
+                "upstream_model": "claude-sonnet-4-5",
+                "price_provider": "anthropic",
+            },
+            {
+                "name": "reasoner",
+                "upstream": "mock",
+                "upstream_model": "mock-reasoner",
+                "price": {"input_per_mtok": "1.10", "output_per_mtok": "4.40"},
+            },
         ],
     }
     for name in ("broken", "limited", "hanging", "garbled", "cut", "slow", "nowhere"):
         config["models"].append(
-            {"name": f"{name}-model", "upstream": name, "upstream_model": "mock-small",
-             "price": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}}
+            {
+                "name": f"{name}-model",
+                "upstream": name,
+                "upstream_model": "mock-small",
+                "price": {"input_per_mtok": "1.00", "output_per_mtok": "2.00"},
+            }
         )
     config.update(extra)
     return config
@@ -164,20 +197,31 @@ def start_gateway(tmp_path: Path, config: dict[str, Any], *args: str) -> Gateway
     port = free_port()
     env = {**os.environ, "TOKENOMY_CONFIG": "", "TOKENOMY_ADMIN_KEY": ""}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tokenomy", "serve", "--config", str(config_path),
-         "--port", str(port), *args],
+        [
+            sys.executable,
+            "-m",
+            "tokenomy",
+            "serve",
+            "--config",
+            str(config_path),
+            "--port",
+            str(port),
+            *args,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=env,
         cwd=tmp_path,
     )
-    gateway = Gateway(port, config_path, Path(config["database"][len("sqlite:///"):]), process)
+    gateway = Gateway(port, config_path, Path(config["database"][len("sqlite:///") :]), process)
     wait_until_up(f"{gateway.url}/healthz", process)
     return gateway
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, mock_upstream: MockUpstream) -> Iterator[Gateway]:
+def gateway(
+    tmp_path_factory: pytest.TempPathFactory, mock_upstream: MockUpstream
+) -> Iterator[Gateway]:
     tmp_path = tmp_path_factory.mktemp("gateway")
     gw = start_gateway(tmp_path, gateway_config(tmp_path / "ledger.db", mock_upstream))
     yield gw

@@ -26,13 +26,22 @@ def wait_for_event(gateway: Gateway, request_id: str, timeout: float = 10.0) -> 
 
 def test_client_disconnect_mid_stream_charges_delivered_tokens(gateway: Gateway) -> None:
     key = gateway.create_key(team="leaver")
-    body = {"model": "slow-model", "messages": [{"role": "user", "content": "tell me a story"}],
-            "max_tokens": 100, "stream": True}
+    body = {
+        "model": "slow-model",
+        "messages": [{"role": "user", "content": "tell me a story"}],
+        "max_tokens": 100,
+        "stream": True,
+    }
     chunks = 0
-    with httpx.Client(timeout=30) as client, client.stream(
-        "POST", gateway.base_url + "/chat/completions", json=body,
-        headers={"authorization": f"Bearer {key}"},
-    ) as response:
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream(
+            "POST",
+            gateway.base_url + "/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+        ) as response,
+    ):
         assert response.status_code == 200
         request_id = response.headers["x-request-id"]
         assert response.headers["x-tokenomy-cost-usd"] == "pending"
@@ -48,7 +57,10 @@ def test_client_disconnect_mid_stream_charges_delivered_tokens(gateway: Gateway)
     assert 3 <= event["output_tokens"] <= 12
     assert event["input_tokens"] > 0
     per_mtok_in, per_mtok_out = 1, 2  # slow-model's configured prices
-    assert event["cost_pico"] == (event["input_tokens"] * per_mtok_in + event["output_tokens"] * per_mtok_out) * 10**6
+    assert (
+        event["cost_pico"]
+        == (event["input_tokens"] * per_mtok_in + event["output_tokens"] * per_mtok_out) * 10**6
+    )
 
 
 def test_kill_9_loses_no_acknowledged_request(tmp_path: Path, mock_upstream: MockUpstream) -> None:
@@ -60,13 +72,20 @@ def test_kill_9_loses_no_acknowledged_request(tmp_path: Path, mock_upstream: Moc
     stop_flag = threading.Event()
 
     def hammer(stream: bool) -> None:
-        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
-                "max_tokens": 8, "stream": stream}
+        body = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": "hi"}],
+            "max_tokens": 8,
+            "stream": stream,
+        }
         with httpx.Client(timeout=10) as client:
             while not stop_flag.is_set():
                 try:
-                    response = client.post(gateway.base_url + "/chat/completions", json=body,
-                                           headers={"authorization": f"Bearer {key}"})
+                    response = client.post(
+                        gateway.base_url + "/chat/completions",
+                        json=body,
+                        headers={"authorization": f"Bearer {key}"},
+                    )
                     if response.status_code == 200 and (not stream or "[DONE]" in response.text):
                         with lock:
                             acknowledged.append(response.headers["x-request-id"])

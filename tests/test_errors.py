@@ -12,8 +12,13 @@ import pytest
 from conftest import Gateway
 
 
-def post(gateway: Gateway, body: bytes | dict[str, Any], key: str | None, path: str = "/v1/chat/completions",
-         **headers: str) -> httpx.Response:
+def post(
+    gateway: Gateway,
+    body: bytes | dict[str, Any],
+    key: str | None,
+    path: str = "/v1/chat/completions",
+    **headers: str,
+) -> httpx.Response:
     all_headers = dict(headers)
     if key is not None:
         all_headers["authorization"] = f"Bearer {key}"
@@ -22,8 +27,9 @@ def post(gateway: Gateway, body: bytes | dict[str, Any], key: str | None, path: 
     return httpx.post(gateway.url + path, content=body, headers=all_headers, timeout=30)
 
 
-def assert_openai_error(response: httpx.Response, status: int, type_: str, mentions: str,
-                        param: str | None = None) -> dict[str, Any]:
+def assert_openai_error(
+    response: httpx.Response, status: int, type_: str, mentions: str, param: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert set(error) == {"message", "type", "param", "code"}
@@ -60,22 +66,31 @@ CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
         ({**CHAT, "model": 42}, "model", "model"),
     ],
 )
-def test_malformed_requests_get_400(gateway: Gateway, key: str, body: Any, mentions: str,
-                                    param: str | None) -> None:
+def test_malformed_requests_get_400(
+    gateway: Gateway, key: str, body: Any, mentions: str, param: str | None
+) -> None:
     assert_openai_error(post(gateway, body, key), 400, "invalid_request_error", mentions, param)
 
 
 def test_unknown_model_is_404_naming_it(gateway: Gateway, key: str) -> None:
     error = assert_openai_error(
-        post(gateway, {**CHAT, "model": "gpt-9-ultra"}, key), 404, "invalid_request_error",
-        "gpt-9-ultra", "model",
+        post(gateway, {**CHAT, "model": "gpt-9-ultra"}, key),
+        404,
+        "invalid_request_error",
+        "gpt-9-ultra",
+        "model",
     )
     assert error["code"] == "model_not_found"
 
 
 def test_embedding_model_on_chat_route_is_400(gateway: Gateway, key: str) -> None:
-    assert_openai_error(post(gateway, {**CHAT, "model": "embed-small"}, key), 400,
-                        "invalid_request_error", "embedding model", "model")
+    assert_openai_error(
+        post(gateway, {**CHAT, "model": "embed-small"}, key),
+        400,
+        "invalid_request_error",
+        "embedding model",
+        "model",
+    )
 
 
 @pytest.mark.parametrize("auth", [None, "tk-not-a-real-key-000000000000", "Basic abc"])
@@ -96,7 +111,11 @@ def test_sdk_raises_typed_errors(gateway: Gateway, key: str) -> None:
 
 
 def test_oversized_body_is_413(gateway: Gateway, key: str) -> None:
-    huge = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"x" * (33 * 1024 * 1024) + b'"}]}'
+    huge = (
+        b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "'
+        + b"x" * (33 * 1024 * 1024)
+        + b'"}]}'
+    )
     response = post(gateway, huge, key)
     assert_openai_error(response, 413, "invalid_request_error", "larger than")
 
@@ -116,8 +135,9 @@ def test_unknown_route_is_404_json(gateway: Gateway, key: str) -> None:
         ("nowhere-model", 502, "upstream_error", "unreachable"),
     ],
 )
-def test_upstream_failures_are_named(gateway: Gateway, key: str, model: str, status: int,
-                                     type_: str, mentions: str) -> None:
+def test_upstream_failures_are_named(
+    gateway: Gateway, key: str, model: str, status: int, type_: str, mentions: str
+) -> None:
     response = post(gateway, {**CHAT, "model": model}, key)
     assert_openai_error(response, status, type_, mentions)
     if status == 429:
@@ -136,7 +156,10 @@ def test_streams_that_break_are_charged_for_what_was_delivered(gateway: Gateway,
     received: list[str] = []
     with pytest.raises(openai.APIError) as cut:
         for chunk in client.chat.completions.create(
-            model="cut-model", messages=[{"role": "user", "content": "hi"}], max_tokens=20, stream=True
+            model="cut-model",
+            messages=[{"role": "user", "content": "hi"}],
+            max_tokens=20,
+            stream=True,
         ):
             if chunk.choices and chunk.choices[0].delta.content:
                 received.append(chunk.choices[0].delta.content)
@@ -147,7 +170,12 @@ def test_streams_that_break_are_charged_for_what_was_delivered(gateway: Gateway,
     assert event["cost_pico"] > 0
 
     with pytest.raises(openai.APIError) as garbled:
-        list(client.chat.completions.create(
-            model="garbled-model", messages=[{"role": "user", "content": "hi"}], max_tokens=5, stream=True
-        ))
+        list(
+            client.chat.completions.create(
+                model="garbled-model",
+                messages=[{"role": "user", "content": "hi"}],
+                max_tokens=5,
+                stream=True,
+            )
+        )
     assert "malformed" in str(garbled.value)

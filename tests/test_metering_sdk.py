@@ -40,7 +40,9 @@ def expected_cost(model: str, prompt: int, cached: int, completion: int) -> Deci
         "embed-small": ("text-embedding-3-small", "openai"),
         "claude-sonnet": ("claude-sonnet-4-5", "anthropic"),
     }[model]
-    usage = genai_prices.Usage(input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion)
+    usage = genai_prices.Usage(
+        input_tokens=prompt, cache_read_tokens=cached, output_tokens=completion
+    )
     return genai_prices.calc_price(usage, model_ref=ref, provider_id=provider).total_price
 
 
@@ -54,20 +56,31 @@ def long_prompt(rng: random.Random) -> str:
     return " ".join(rng.choice(words) for _ in range(rng.choice([20, 80, 1500])))
 
 
-def upstream_usage(mock: MockUpstream, model: str, messages: list[dict[str, str]], max_tokens: int) -> Any:
+def upstream_usage(
+    mock: MockUpstream, model: str, messages: list[dict[str, str]], max_tokens: int
+) -> Any:
     """What the provider reports for a request (the mock is deterministic)."""
     client = openai.OpenAI(base_url=mock.base_url, api_key="unused")
-    return client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens).usage
+    return client.chat.completions.create(
+        model=model, messages=messages, max_tokens=max_tokens
+    ).usage
 
 
 def test_mixed_run_costs_are_exact_per_team(gateway: Gateway, mock_upstream: MockUpstream) -> None:
     teams = ["support", "research", "sales"]
-    keys = {team: gateway.create_key(team=team, department=f"dept-{team}", user=f"{team}-lead") for team in teams}
+    keys = {
+        team: gateway.create_key(team=team, department=f"dept-{team}", user=f"{team}-lead")
+        for team in teams
+    }
     expected: dict[str, Decimal] = defaultdict(Decimal)
     requests: dict[str, int] = defaultdict(int)
     rng = random.Random(7)
     chat_models = ["premium-model", "gpt-4o-mini", "llama-70b", "claude-sonnet"]
-    targets = {"premium-model": "mock-large", "gpt-4o-mini": "gpt-4o-mini", "llama-70b": "llama-3.1-70b"}
+    targets = {
+        "premium-model": "mock-large",
+        "gpt-4o-mini": "gpt-4o-mini",
+        "llama-70b": "llama-3.1-70b",
+    }
 
     def charge(team: str, model: str, usage: Any) -> None:
         expected[team] += expected_cost(
@@ -84,7 +97,10 @@ def test_mixed_run_costs_are_exact_per_team(gateway: Gateway, mock_upstream: Moc
         max_tokens = rng.randint(1, 40)
         if index % 4 == 0:
             stream = client.chat.completions.create(
-                model=model, messages=messages, max_tokens=max_tokens, stream=True,
+                model=model,
+                messages=messages,
+                max_tokens=max_tokens,
+                stream=True,
                 stream_options={"include_usage": True},
             )
             chunks = list(stream)
@@ -112,14 +128,19 @@ def test_mixed_run_costs_are_exact_per_team(gateway: Gateway, mock_upstream: Moc
             charge(team, model, completion.usage)
             assert raw.headers["x-tokenomy-model"] == model
             assert Decimal(raw.headers["x-tokenomy-cost-usd"]) == expected_cost(
-                model, completion.usage.prompt_tokens, cached_of(completion.usage),
+                model,
+                completion.usage.prompt_tokens,
+                cached_of(completion.usage),
                 completion.usage.completion_tokens,
             )
             assert raw.headers["x-request-id"].startswith("req_")
 
     # Async, concurrent: chat and the Responses API.
     async def async_run() -> list[tuple[str, str, Any]]:
-        clients = {t: openai.AsyncOpenAI(base_url=gateway.base_url, api_key=k, max_retries=0) for t, k in keys.items()}
+        clients = {
+            t: openai.AsyncOpenAI(base_url=gateway.base_url, api_key=k, max_retries=0)
+            for t, k in keys.items()
+        }
         semaphore = asyncio.Semaphore(16)
 
         async def one(index: int) -> tuple[str, str, Any]:
@@ -145,7 +166,9 @@ def test_mixed_run_costs_are_exact_per_team(gateway: Gateway, mock_upstream: Moc
         for team, model, usage in asyncio.run(async_run()):
             if hasattr(usage, "input_tokens"):  # Responses API usage
                 cached = usage.input_tokens_details.cached_tokens
-                expected[team] += expected_cost(model, usage.input_tokens, cached, usage.output_tokens)
+                expected[team] += expected_cost(
+                    model, usage.input_tokens, cached, usage.output_tokens
+                )
                 requests[team] += 1
             else:
                 charge(team, model, usage)
@@ -177,7 +200,7 @@ def test_reasoning_and_cached_tokens_are_recorded(gateway: Gateway) -> None:
     details = completion.usage.completion_tokens_details
     assert details is not None and details.reasoning_tokens == 10
     assert cached_of(completion.usage) > 0
-    row = [e for e in gateway.events() if e["team"] == "tokens-check"][0]
+    row = next(e for e in gateway.events() if e["team"] == "tokens-check")
     assert row["reasoning_tokens"] == 10
     assert row["cache_read_tokens"] == cached_of(completion.usage)
     assert row["input_tokens"] == completion.usage.prompt_tokens
@@ -187,7 +210,9 @@ def test_reasoning_and_cached_tokens_are_recorded(gateway: Gateway) -> None:
 def test_models_lists_what_the_key_may_use(gateway: Gateway) -> None:
     everything = gateway.create_key(team="all")
     narrow = gateway.create_key(team="narrow", allowed_models=["gpt-4o-mini"])
-    names = {m.id for m in openai.OpenAI(base_url=gateway.base_url, api_key=everything).models.list()}
+    names = {
+        m.id for m in openai.OpenAI(base_url=gateway.base_url, api_key=everything).models.list()
+    }
     assert {"premium-model", "gpt-4o-mini", "claude-sonnet", "embed-small"} <= names
     narrow_client = openai.OpenAI(base_url=gateway.base_url, api_key=narrow, max_retries=0)
     assert [m.id for m in narrow_client.models.list()] == ["gpt-4o-mini"]
@@ -212,9 +237,14 @@ def test_workflow_and_tags_headers_attribute_spend(gateway: Gateway) -> None:
     report = gateway.admin(
         "GET", "/admin/spend", params={"group_by": "workflow", "team": "attribution"}
     ).json()
-    assert {row["workflow"]: row["requests"] for row in report["rows"]} == {"triage": 3, "summarize": 2}
+    assert {row["workflow"]: row["requests"] for row in report["rows"]} == {
+        "triage": 3,
+        "summarize": 2,
+    }
     by_tag = gateway.admin(
-        "GET", "/admin/spend", params={"group_by": "tag:feature,tag:cost-center", "team": "attribution"}
+        "GET",
+        "/admin/spend",
+        params={"group_by": "tag:feature,tag:cost-center", "team": "attribution"},
     ).json()
     assert [(r["tag:feature"], r["tag:cost-center"], r["requests"]) for r in by_tag["rows"]] == [
         ("inbox", "cc-7", 5)
@@ -231,7 +261,10 @@ def test_provider_key_never_leaks(gateway: Gateway) -> None:
         client.chat.completions.create(
             model="nowhere-model", messages=[{"role": "user", "content": "hi"}], max_tokens=3
         )
-    dump = httpx.get(gateway.url + "/admin/requests", params={"limit": 1000},
-                     headers={"authorization": "Bearer admin-secret"}).text
+    dump = httpx.get(
+        gateway.url + "/admin/requests",
+        params={"limit": 1000},
+        headers={"authorization": "Bearer admin-secret"},
+    ).text
     assert "sk-ant-test-secret" not in dump
     assert "sk-ant-test-secret" not in gateway.db_path.read_bytes().decode("latin-1")

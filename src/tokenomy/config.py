@@ -116,6 +116,12 @@ class Settings(_Frozen):
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
+        from tokenomy.database import sqlite_path
+
+        try:
+            sqlite_path(self.database)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
         seen: set[str] = set()
         for model in self.models:
             if model.name in seen:

@@ -31,7 +31,7 @@ def normalize(amount: Decimal) -> Decimal:
     if amount == 0:
         return ZERO
     normalized = amount.normalize()
-    sign, digits, exponent = normalized.as_tuple()
+    exponent = normalized.as_tuple().exponent
     if isinstance(exponent, int) and exponent > 0:
         return normalized.quantize(Decimal(1))
     return normalized

@@ -29,7 +29,9 @@ def keys() -> None:
 @click.option("--tenant", default="default", show_default=True)
 @click.option("--name", default="")
 @click.option("--tag", "tags", multiple=True, help="key=value; repeatable.")
-@click.option("--allow-model", "allowed", multiple=True, help="Restrict to these models; repeatable.")
+@click.option(
+    "--allow-model", "allowed", multiple=True, help="Restrict to these models; repeatable."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @clean_errors
 def create(
@@ -66,8 +68,14 @@ def list_keys(config_path: str | None, include_revoked: bool, as_json: bool) -> 
     table = Table("id", "prefix", "user", "team", "department", "project", "env", "revoked")
     for r in records:
         table.add_row(
-            r["id"], r["prefix"], r["user"], r["team"], r["department"], r["project"],
-            r["environment"], "yes" if r["revoked_at"] else "",
+            r["id"],
+            r["prefix"],
+            r["user"],
+            r["team"],
+            r["department"],
+            r["project"],
+            r["environment"],
+            "yes" if r["revoked_at"] else "",
         )
     Console().print(table)
 

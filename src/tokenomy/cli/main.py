@@ -29,7 +29,7 @@ def _add_optional_commands() -> None:
     cli.add_command(demo)
 
 
-# _add_optional_commands()
+_add_optional_commands()
 
 
 def main() -> None:

@@ -26,13 +26,20 @@ COLUMNS = (
 
 @click.command()
 @config_option
-@click.option("--by", "group_by", default="", help="Comma list: team,model,workflow,day,tag:NAME ...")
+@click.option(
+    "--by", "group_by", default="", help="Comma list: team,model,workflow,day,tag:NAME ..."
+)
 @click.option("--period", default=None, help="2026-11, 2026-11-22, today, this-month, ...")
 @click.option("--from", "start", default=None, help="ISO date/time (inclusive).")
 @click.option("--to", "end", default=None, help="ISO date/time (exclusive).")
 @click.option("--where", "filters", multiple=True, help="field=value filter; repeatable.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table",
-              show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
 @clean_errors
 def report(
     config_path: str | None,
@@ -74,10 +81,13 @@ def _table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(*result["group_by"], *COLUMNS, title="spend", show_footer=True)
+    table = Table(*result["group_by"], *COLUMNS, title="spend")
     for column in table.columns[len(result["group_by"]) :]:
         column.justify = "right"
     for row in result["rows"]:
         table.add_row(*(str(row[g]) for g in result["group_by"]), *(str(row[c]) for c in COLUMNS))
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or captured: never wrap names to fit 80 columns
+        console = Console(width=240)
+    console.print(table)
     click.echo(f"total: ${result['total_cost_usd']} over {result['total_requests']} requests")

@@ -6,7 +6,7 @@ import os
 
 import click
 
-from tokenomy.cli.common import config_option, load
+from tokenomy.cli.common import clean_errors, config_option, load
 
 SERVERS = ("granian", "uvicorn")
 
@@ -16,9 +16,16 @@ SERVERS = ("granian", "uvicorn")
 @click.option("--host", default=None, help="Interface to bind (default: server.host, 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default: server.port, 8080).")
 @click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
-@click.option("--server", "server_name", type=click.Choice(SERVERS), default="granian",
-              show_default=True, help="HTTP server (see benchmarks/ for why granian).")
+@click.option(
+    "--server",
+    "server_name",
+    type=click.Choice(SERVERS),
+    default="granian",
+    show_default=True,
+    help="HTTP server (see benchmarks/ for why granian).",
+)
 @click.option("--log-level", default="warning", show_default=True)
+@clean_errors
 def serve(
     config_path: str | None,
     host: str | None,
@@ -36,11 +43,22 @@ def serve(
     bind_port = settings.server.port if port is None else port
     if config_path:
         os.environ["TOKENOMY_CONFIG"] = os.path.abspath(config_path)
-    click.echo(f"tokenomy gateway on http://{bind_host}:{bind_port}/v1 ({len(settings.models)} models)")
-    run_server("tokenomy.gateway.factory:app_from_env", bind_host, bind_port, workers, server_name, log_level)
+    click.echo(
+        f"tokenomy gateway on http://{bind_host}:{bind_port}/v1 ({len(settings.models)} models)"
+    )
+    run_server(
+        "tokenomy.gateway.factory:app_from_env",
+        bind_host,
+        bind_port,
+        workers,
+        server_name,
+        log_level,
+    )
 
 
-def run_server(target: str, host: str, port: int, workers: int, server_name: str, log_level: str) -> None:
+def run_server(
+    target: str, host: str, port: int, workers: int, server_name: str, log_level: str
+) -> None:
     """Serve an ASGI factory (``module:function``) with the chosen server."""
     if server_name == "granian":
         from granian.constants import Interfaces, Loops

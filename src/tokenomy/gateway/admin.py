@@ -99,9 +99,15 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
-        location = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+        location = [
+            str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")
+        ]
         param = ".".join(location) or None
-        message = f"{param}: {first.get('msg', 'invalid')}" if param else str(first.get("msg", "invalid request"))
+        message = (
+            f"{param}: {first.get('msg', 'invalid')}"
+            if param
+            else str(first.get("msg", "invalid request"))
+        )
         return JSONResponse(
             error_body(message, "invalid_request_error", param, "invalid_value"), status_code=400
         )
@@ -110,7 +116,9 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
         code = "not_found" if exc.status_code == 404 else None
-        return JSONResponse(error_body(str(exc.detail), type_, None, code), status_code=exc.status_code)
+        return JSONResponse(
+            error_body(str(exc.detail), type_, None, code), status_code=exc.status_code
+        )
 
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict[str, Any]:
@@ -164,7 +172,6 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
             return request_detail(conn, request_id)
 
     return app
-
 
 
 def _filters(request: Request) -> dict[str, str]:

@@ -8,6 +8,7 @@ FastAPI app that shares the same :class:`Gateway` state.
 from __future__ import annotations
 
 import logging
+
 from tokenomy.config import Settings
 from tokenomy.errors import NotFound
 from tokenomy.gateway import proxy
@@ -40,7 +41,9 @@ class TokenomyApp:
                 assert self.gateway is not None, "lifespan did not run"
                 return await list_models(self.gateway, scope, send)
             if path.startswith("/v1/") and endpoint is None:
-                error = NotFound(f"no route {scope['method']} {path} on this gateway", code="unknown_route")
+                error = NotFound(
+                    f"no route {scope['method']} {path} on this gateway", code="unknown_route"
+                )
                 return await send_error(send, error, [(b"x-request-id", new_request_id().encode())])
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 _assume_json_body(scope)

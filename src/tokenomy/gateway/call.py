@@ -93,7 +93,9 @@ class Call:
         )
         if self.store_content:
             event.prompt = orjson.dumps(
-                self.payload.get("messages") or self.payload.get("input") or self.payload.get("prompt")
+                self.payload.get("messages")
+                or self.payload.get("input")
+                or self.payload.get("prompt")
             ).decode()
             event.completion = "".join(self.completion_text) or None
         return event, usd_str(cost)

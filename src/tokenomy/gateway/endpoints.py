@@ -26,7 +26,9 @@ def _check_common(payload: dict[str, Any]) -> None:
         raise InvalidRequest("stream must be a boolean", param="stream")
     for name in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = payload.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
             raise InvalidRequest(f"{name} must be a positive integer", param=name)
     options = payload.get("stream_options")
     if options is not None and not isinstance(options, dict):
@@ -46,7 +48,8 @@ def _validate_chat(payload: dict[str, Any]) -> None:
         role = message.get("role")
         if not isinstance(role, str):
             raise InvalidRequest(
-                f"messages[{index}].role is missing or not a string", param=f"messages[{index}].role"
+                f"messages[{index}].role is missing or not a string",
+                param=f"messages[{index}].role",
             )
 
 
@@ -119,7 +122,9 @@ def _chat_delta_text(chunk: dict[str, Any]) -> str:
 
 def _completion_delta_text(chunk: dict[str, Any]) -> str:
     return "".join(
-        choice.get("text") or "" for choice in chunk.get("choices") or () if isinstance(choice, dict)
+        choice.get("text") or ""
+        for choice in chunk.get("choices") or ()
+        if isinstance(choice, dict)
     )
 
 

@@ -5,6 +5,7 @@ Non-streaming answers are relayed here; streams in :mod:`tokenomy.gateway.stream
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -15,7 +16,6 @@ from tokenomy.errors import (
     InvalidRequest,
     LedgerUnavailable,
     NotFound,
-    PermissionDenied,
     TokenomyError,
     UpstreamError,
 )
@@ -66,7 +66,9 @@ def authenticate(gateway: Gateway, scope: Scope) -> tuple[Principal, str, dict[s
     principal = gateway.keys.authenticate(key)
     if principal is None:
         shown = key[:6] + "..." if len(key) > 8 else "***"
-        raise AuthenticationFailed(f"Incorrect API key provided: {shown}. It is unknown or revoked.")
+        raise AuthenticationFailed(
+            f"Incorrect API key provided: {shown}. It is unknown or revoked."
+        )
     workflow_name = workflow.decode("utf-8", "replace").strip()[:MAX_WORKFLOW] if workflow else ""
     extra_tags = parse_tags(tags.decode("utf-8", "replace"), "x-tokenomy-tags") if tags else {}
     return principal, workflow_name, extra_tags
@@ -159,10 +161,9 @@ async def record_failure(
     gateway: Gateway, call: Call, error: TokenomyError, usage: Usage, estimated: bool
 ) -> None:
     event, _ = call.event(usage, status=error.status, estimated=estimated, error=error.message)
-    try:
+    # The error answer goes out anyway; the ledger writer has logged why it failed.
+    with contextlib.suppress(Exception):
         await gateway.ledger.record(event)
-    except Exception:  # the error answer goes out anyway; the ledger logged why
-        pass
 
 
 async def commit(gateway: Gateway, event: Any, send: Send, call: Call) -> bool:

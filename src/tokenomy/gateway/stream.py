@@ -99,7 +99,9 @@ def _translator(call: Call, kind: str) -> Any:
 
     options = call.payload.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    return AnthropicStreamTranslator(call.model.name, call.request_id, int(time.time()), include_usage)
+    return AnthropicStreamTranslator(
+        call.model.name, call.request_id, int(time.time()), include_usage
+    )
 
 
 async def relay_stream(gateway: Gateway, call: Call, receive: Receive, send: Send) -> None:
@@ -173,7 +175,9 @@ async def _pieces(response: aiohttp.ClientResponse, parser: SSEParser) -> Any:
         yield tail
 
 
-async def _finish(gateway: Gateway, call: Call, relay: _Relay, send: Send, disconnected: bool) -> None:
+async def _finish(
+    gateway: Gateway, call: Call, relay: _Relay, send: Send, disconnected: bool
+) -> None:
     usage, estimated = relay.final_usage()
     call.completion_text.append("".join(relay.texts))
     failure = relay.failure

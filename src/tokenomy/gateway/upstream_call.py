@@ -31,7 +31,9 @@ def openai_body(call: Call, stream: bool) -> bytes:
     a request for the usage chunk. Unchanged requests are forwarded byte for byte."""
     payload = call.payload
     target = call.model.target
-    needs_usage = stream and call.endpoint.wants_stream_usage_option and not _client_wants_usage(call)
+    needs_usage = (
+        stream and call.endpoint.wants_stream_usage_option and not _client_wants_usage(call)
+    )
     if payload.get("model") == target and not needs_usage:
         return call.raw_body
     changed = dict(payload)
@@ -63,7 +65,9 @@ def anthropic_body(call: Call, stream: bool) -> bytes:
     return orjson.dumps(request)
 
 
-def upstream_request(gateway: Gateway, call: Call, stream: bool) -> tuple[UpstreamClient, str, bytes]:
+def upstream_request(
+    gateway: Gateway, call: Call, stream: bool
+) -> tuple[UpstreamClient, str, bytes]:
     client = gateway.upstreams[call.model.upstream]
     if client.kind == "anthropic":
         return client, "/messages", anthropic_body(call, stream)
@@ -102,7 +106,9 @@ def _error_message(raw: bytes) -> tuple[str, str | None]:
     if isinstance(error, dict):
         message = error.get("message")
         type_ = error.get("type")
-        return (str(message) if message else "(no message)"), (type_ if isinstance(type_, str) else None)
+        return (str(message) if message else "(no message)"), (
+            type_ if isinstance(type_, str) else None
+        )
     return str(body)[:200], None
 
 
@@ -142,7 +148,9 @@ def _from_anthropic(call: Call, data: dict[str, Any]) -> Answer:
     from tokenomy.upstream.anthropic_format import from_anthropic_response
 
     try:
-        translated = from_anthropic_response(data, call.model.name, call.request_id, int(time.time()))
+        translated = from_anthropic_response(
+            data, call.model.name, call.request_id, int(time.time())
+        )
     except UpstreamError as exc:
         return Answer(b"", call.estimated_usage(), estimated=True, failure=exc)
     if call.store_content:
@@ -168,4 +176,3 @@ def _answer_text(data: dict[str, Any]) -> str:
             if isinstance(content, dict) and isinstance(content.get("text"), str):
                 parts.append(content["text"])
     return "".join(parts)
-
