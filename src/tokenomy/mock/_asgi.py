@@ -71,6 +71,8 @@ async def send_cut_body(send: Send, body: bytes) -> None:
     An ASGI server whose application returns mid-body closes the connection (granian and
     uvicorn both do), so the client reads "received N bytes, expected M": a connection cut
     in the middle of a response, the way a crashing upstream or proxy produces one.
+    In-process, ``httpx.ASGITransport`` cannot express a dropped connection and fails an
+    assertion instead: test cuts against a real server.
     """
     await send(
         {

@@ -6,6 +6,7 @@ Validation follows the real APIs closely enough that SDKs and the gateway see th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from tokenomy.mock.text import Generation, completion_pieces
 FAULT_HEADER = b"x-mock-fault"
 COMPLETION_TOKENS_HEADER = b"x-mock-completion-tokens"
 LATENCY_HEADER = b"x-mock-latency-ms"
+# Larger completions are refused (400), as a real model refuses max_tokens over its limit.
+MAX_COMPLETION_TOKENS = 262_144
 
 
 class BadRequest(Exception):
@@ -45,12 +48,12 @@ class Directives:
 NO_DIRECTIVES = Directives()
 
 
-def _header_number(name: bytes, value: bytes, minimum: float) -> float:
+def _header_number(name: bytes, value: bytes, minimum: float, maximum: float) -> float:
     try:
         number = float(value)
     except ValueError:
-        number = minimum - 1
-    if not number >= minimum:
+        number = math.nan
+    if not minimum <= number <= maximum:
         raise BadRequest(f"Invalid {name.decode()} header: {value.decode(errors='replace')!r}")
     return number
 
@@ -73,9 +76,12 @@ def parse_directives(headers: list[tuple[bytes, bytes]]) -> Directives:
                     f"Unknown x-mock-fault {value.decode(errors='replace')!r}; use one of {allowed}"
                 ) from None
         elif name == COMPLETION_TOKENS_HEADER:
-            completion = int(_header_number(name, value, 1))
+            number = _header_number(name, value, 1, MAX_COMPLETION_TOKENS)
+            if not number.is_integer():
+                raise BadRequest(f"Invalid {name.decode()} header: expected an integer")
+            completion = int(number)
         elif name == LATENCY_HEADER:
-            latency = _header_number(name, value, 0)
+            latency = _header_number(name, value, 0, 3_600_000)
     if not seen:
         return NO_DIRECTIVES
     return Directives(fault, completion, latency)
@@ -119,6 +125,13 @@ def _max_tokens(data: dict[str, Any], *names: str) -> int | None:
                 f"but got {value} instead.",
                 name,
                 "integer_below_min_value",
+            )
+        if value > MAX_COMPLETION_TOKENS:
+            raise BadRequest(
+                f"Invalid '{name}': integer above maximum value. Expected a value <= "
+                f"{MAX_COMPLETION_TOKENS}, but got {value} instead.",
+                name,
+                "integer_above_max_value",
             )
         return value
     return None

@@ -19,72 +19,14 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-_WORDS = (
-    "the",
-    "of",
-    "and",
-    "to",
-    "in",
-    "is",
-    "that",
-    "for",
-    "it",
-    "as",
-    "with",
-    "was",
-    "on",
-    "be",
-    "by",
-    "at",
-    "this",
-    "from",
-    "or",
-    "an",
-    "are",
-    "not",
-    "but",
-    "have",
-    "which",
-    "one",
-    "all",
-    "they",
-    "were",
-    "can",
-    "their",
-    "more",
-    "has",
-    "will",
-    "there",
-    "some",
-    "what",
-    "about",
-    "when",
-    "other",
-    "time",
-    "so",
-    "into",
-    "only",
-    "new",
-    "its",
-    "also",
-    "after",
-    "first",
-    "would",
-    "could",
-    "these",
-    "people",
-    "may",
-    "any",
-    "most",
-    "over",
-    "such",
-    "like",
-    "very",
-    "just",
-    "made",
-    "where",
-    "through",
+# Each word is one o200k token, capitalised and with a leading space.
+_WORD_LIST = (
+    "the of and to in is that for it as with was on be by at this from or an are not but have "
+    "which one all they were can their more has will there some what about when other time so "
+    "into only new its also after first would could these people may any most over such like "
+    "very just made where through"
 )
+_WORDS = tuple(_WORD_LIST.split())
 _MASK = len(_WORDS) - 1  # 64 words: a power of two
 _CAPITALISED = tuple(word.capitalize() for word in _WORDS)
 _SPACED = tuple(" " + word for word in _WORDS)
