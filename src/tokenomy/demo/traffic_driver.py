@@ -9,13 +9,12 @@ from collections import Counter
 from typing import Any
 
 import aiohttp
-from tokenomy.demo.traffic import TrafficModel, prompt_of_tokens
 
 from tokenomy.demo.scenario import Team
+from tokenomy.demo.traffic import TrafficModel, prompt_of_tokens
 
 MAX_PROMPT_TOKENS = 6000
 MAX_IN_FLIGHT = 64
-TRACE_SPEEDUP = 4.0  # the trace's arrival rate times this, unless --rate is given
 
 
 class TrafficDriver:
@@ -26,8 +25,10 @@ class TrafficDriver:
         self.admin_key = admin_key
         self.teams = teams
         self.rng = random.Random(seed)
-        self.model = TrafficModel()
-        self.rate = rate if rate is not None else self.model.mean_rate_per_s * TRACE_SPEEDUP
+        # The trace's busy periods (~9 requests/s); its minute-long idle gaps would look
+        # like a stalled demo.
+        self.model = TrafficModel(idle_gaps=False)
+        self.rate = rate if rate is not None else self.model.mean_rate_per_s
         self.keys: dict[tuple[str, str], str] = {}
         self.outcomes: Counter[str] = Counter()
         self.started = time.monotonic()
@@ -69,14 +70,18 @@ class TrafficDriver:
     async def _traffic(self, session: aiohttp.ClientSession) -> None:
         in_flight: set[asyncio.Task[None]] = set()
         scale = self.rate / self.model.mean_rate_per_s
-        while True:
-            await asyncio.sleep(self.model.interarrival_s(self.rng, rate_scale=scale))
-            if len(in_flight) >= MAX_IN_FLIGHT:
-                self.outcomes["skipped (too many in flight)"] += 1
-                continue
-            task = asyncio.create_task(self._one(session))
-            in_flight.add(task)
-            task.add_done_callback(in_flight.discard)
+        try:
+            while True:
+                await asyncio.sleep(self.model.interarrival_s(self.rng, rate_scale=scale))
+                if len(in_flight) >= MAX_IN_FLIGHT:
+                    self.outcomes["skipped (too many in flight)"] += 1
+                    continue
+                task = asyncio.create_task(self._one(session))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+        finally:  # let the requests already sent finish, so none is cut off by the exit
+            if in_flight:
+                await asyncio.wait(in_flight, timeout=30)
 
     async def _one(self, session: aiohttp.ClientSession) -> None:
         rng = self.rng
