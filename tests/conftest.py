@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -49,6 +50,7 @@ def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 2
 
 
 def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    """Stop a server and its worker processes (each server runs in its own session)."""
     if process.poll() is None:
         process.send_signal(sig)
         try:
@@ -56,6 +58,8 @@ def stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # no orphaned worker survives a test
 
 
 @dataclass
@@ -74,6 +78,7 @@ def start_mock(*args: str) -> MockUpstream:
         [sys.executable, "-m", "tokenomy.mock", "--port", str(port), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     mock = MockUpstream(port, process)
     wait_until_up(f"{mock.base_url}/models", process)
@@ -209,9 +214,10 @@ def start_gateway(tmp_path: Path, config: dict[str, Any], *args: str) -> Gateway
             *args,
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=(tmp_path / "gateway.log").open("ab"),
         env=env,
         cwd=tmp_path,
+        start_new_session=True,
     )
     gateway = Gateway(port, config_path, Path(config["database"][len("sqlite:///") :]), process)
     wait_until_up(f"{gateway.url}/healthz", process)

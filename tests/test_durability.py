@@ -3,6 +3,7 @@ mid-stream is charged for what it was sent, flagged estimated."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import threading
@@ -96,14 +97,15 @@ def test_kill_9_loses_no_acknowledged_request(tmp_path: Path, mock_upstream: Moc
     for thread in threads:
         thread.start()
     time.sleep(2.0)
-    gateway.process.send_signal(signal.SIGKILL)
+    # The whole server dies at once (an OOM kill, a lost node): the server process and the
+    # worker process that holds the ledger writer.
+    os.killpg(gateway.process.pid, signal.SIGKILL)
     gateway.process.wait()
     stop_flag.set()
     for thread in threads:
         thread.join()
     assert len(acknowledged) > 100, "the load did not get going"
 
-    # Granian runs the app in a worker process; make sure nothing of it survives.
     restarted = start_gateway(tmp_path, config)
     try:
         recorded = {e["id"] for e in restarted.events()}
@@ -113,3 +115,31 @@ def test_kill_9_loses_no_acknowledged_request(tmp_path: Path, mock_upstream: Moc
         assert report["rows"][0]["requests"] >= len(acknowledged)
     finally:
         stop(restarted.process)
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children = (task / "children").read_text().split()
+        found.extend(int(child) for child in children)
+    return found
+
+
+def test_workers_do_not_outlive_a_killed_server(
+    tmp_path: Path, mock_upstream: MockUpstream
+) -> None:
+    gateway = start_gateway(tmp_path, gateway_config(tmp_path / "ledger.db", mock_upstream))
+    workers = children_of(gateway.process.pid)
+    assert workers, "expected the server to run the app in a worker process"
+    gateway.process.send_signal(signal.SIGKILL)  # the server process only, not its group
+    gateway.process.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.05)
+    alive = [
+        w
+        for w in workers
+        if Path(f"/proc/{w}").exists() and "zombie" not in Path(f"/proc/{w}/status").read_text()
+    ]
+    stop(gateway.process)
+    assert not alive, f"orphaned workers still running: {alive}"
