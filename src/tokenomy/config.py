@@ -55,6 +55,7 @@ class UpstreamConfig(_Frozen):
     api_key: str | None = None
     api_key_env: str | None = None
     provider_id: str | None = None  # genai-prices provider; derived from kind/base_url
+    # The longest the upstream may stay silent (before its answer or between stream chunks).
     timeout_s: float = Field(default=600.0, gt=0)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=256, ge=1)

@@ -42,8 +42,11 @@ class UpstreamClient:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
+            # A silence limit, not a total: a long stream that keeps sending is healthy.
             timeout=aiohttp.ClientTimeout(
-                total=self.config.timeout_s, sock_connect=self.config.connect_timeout_s
+                total=None,
+                sock_connect=self.config.connect_timeout_s,
+                sock_read=self.config.timeout_s,
             ),
             skip_auto_headers=("User-Agent",),
             auto_decompress=True,
@@ -84,6 +87,8 @@ async def read_body(response: aiohttp.ClientResponse, upstream: str) -> bytes:
     except TimeoutError as exc:
         raise UpstreamTimeout(f"upstream {upstream!r} timed out sending its answer") from exc
     except aiohttp.ClientError as exc:
-        raise UpstreamError(f"upstream {upstream!r} broke off its answer: {_describe(exc)}") from exc
+        raise UpstreamError(
+            f"upstream {upstream!r} broke off its answer: {_describe(exc)}"
+        ) from exc
     finally:
         response.release()
