@@ -102,6 +102,47 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0003_rollup_hour",
+        """
+        CREATE TABLE rollup_hour (
+            hour INTEGER NOT NULL,
+            tenant TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            user TEXT NOT NULL,
+            team TEXT NOT NULL,
+            department TEXT NOT NULL,
+            project TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            workflow TEXT NOT NULL,
+            model TEXT NOT NULL,
+            tier TEXT NOT NULL,
+            upstream TEXT NOT NULL,
+            requests INTEGER NOT NULL,
+            errors INTEGER NOT NULL,
+            estimated INTEGER NOT NULL,
+            cache_hits INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_write_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            reasoning_tokens INTEGER NOT NULL,
+            cost_pico INTEGER NOT NULL,
+            latency_ms_sum REAL NOT NULL,
+            PRIMARY KEY (hour, tenant, key_id, user, team, department, project,
+                         environment, workflow, model, tier, upstream)
+        );
+        INSERT INTO rollup_hour
+        SELECT minute / 3600 * 3600, tenant, key_id, user, team, department, project,
+               environment, workflow, model, tier, upstream, SUM(requests), SUM(errors),
+               SUM(estimated), SUM(cache_hits), SUM(input_tokens), SUM(cache_read_tokens),
+               SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens),
+               SUM(cost_pico), SUM(latency_ms_sum)
+        FROM rollup_minute
+        GROUP BY minute / 3600 * 3600, tenant, key_id, user, team, department, project,
+                 environment, workflow, model, tier, upstream;
+        """,
+    ),
 ]
 
 
@@ -132,7 +173,9 @@ def connect(url: str) -> sqlite3.Connection:
 
 
 def migrate(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)")
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)"
+    )
     done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
     for name, sql in MIGRATIONS:
         if name in done:

@@ -29,7 +29,9 @@ def _record(row: tuple[Any, ...]) -> dict[str, Any]:
     return record
 
 
-def latest_requests(conn: sqlite3.Connection, limit: int, filters: dict[str, str]) -> list[dict[str, Any]]:
+def latest_requests(
+    conn: sqlite3.Connection, limit: int, filters: dict[str, str]
+) -> list[dict[str, Any]]:
     where, params = [], []
     for name, value in filters.items():
         if name not in GROUPABLE or name in TIME_BUCKETS:
@@ -46,5 +48,7 @@ def latest_requests(conn: sqlite3.Connection, limit: int, filters: dict[str, str
 def request_detail(conn: sqlite3.Connection, request_id: str) -> dict[str, Any]:
     row = conn.execute(f"SELECT {_FIELDS} FROM events WHERE id = ?", (request_id,)).fetchone()
     if row is None:
-        raise NotFound(f"no request {request_id!r} in the ledger", param="id", code="request_not_found")
+        raise NotFound(
+            f"no request {request_id!r} in the ledger", param="id", code="request_not_found"
+        )
     return _record(row)

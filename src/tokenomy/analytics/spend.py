@@ -1,7 +1,8 @@
 """Spend grouped by any principal dimension, model, tier, workflow, tag or time bucket.
 
-Reads the per-minute rollups when the question allows it (minute-aligned range, rollup
-dimensions only) and the raw events otherwise; both give the same exact figures.
+Reads the coarsest rollup that answers the question exactly (hourly for hour-aligned
+ranges, per minute for minute-aligned ones, rollup dimensions only) and the raw events
+otherwise; all give the same exact figures.
 Costs are summed as two integer parts (whole micro-dollars and the pico remainder) so
 SQLite's 64-bit SUM never overflows and the total stays exact.
 """
@@ -16,10 +17,16 @@ from typing import Any
 from tokenomy.analytics.periods import parse_instant, parse_period, to_ms
 from tokenomy.errors import InvalidRequest
 from tokenomy.ledger.event import ROLLUP_DIMENSIONS
+from tokenomy.ledger.sqlite import ROLLUPS
 from tokenomy.money import ZERO, from_pico, usd_str
 
 EVENT_DIMENSIONS = ("endpoint", "requested_model", "route_reason", "status")
-TIME_BUCKETS = {"minute": "%Y-%m-%dT%H:%M", "hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d", "month": "%Y-%m"}
+TIME_BUCKETS = {
+    "minute": "%Y-%m-%dT%H:%M",
+    "hour": "%Y-%m-%dT%H:00",
+    "day": "%Y-%m-%d",
+    "month": "%Y-%m",
+}
 GROUPABLE = (*ROLLUP_DIMENSIONS, *EVENT_DIMENSIONS, *TIME_BUCKETS)
 _SPLIT = 1_000_000  # pico-dollars per micro-dollar
 _SUMS = (
@@ -53,15 +60,23 @@ class SpendQuery:
         if len(set(self.group_by)) != len(self.group_by):
             raise InvalidRequest("group_by names a field twice", param="group_by")
 
-    def uses_rollups(self) -> bool:
-        aligned = all(ms is None or ms % 60_000 == 0 for ms in (self.start_ms, self.end_ms))
+    def source(self) -> tuple[str, str | None]:
+        """The coarsest table that answers exactly: (table, its time column in seconds).
+        ``(events, None)`` when the question needs a field only events have."""
         fields = [*self.group_by, *self.filters]
-        return aligned and all(name in ROLLUP_DIMENSIONS or name in TIME_BUCKETS for name in fields)
+        if all(name in ROLLUP_DIMENSIONS or name in TIME_BUCKETS for name in fields):
+            for table, column, seconds in reversed(ROLLUPS):
+                if "minute" in self.group_by and seconds > 60:
+                    continue
+                bounds = (self.start_ms, self.end_ms)
+                if all(ms is None or ms % (seconds * 1000) == 0 for ms in bounds):
+                    return table, column
+        return "events", None
 
 
-def _column(name: str, rollups: bool) -> str:
+def _column(name: str, time_column: str | None) -> str:
     if name in TIME_BUCKETS:
-        seconds = "minute" if rollups else "ts_ms / 1000"
+        seconds = time_column or "ts_ms / 1000"
         return f"strftime('{TIME_BUCKETS[name]}', {seconds}, 'unixepoch')"
     if name.startswith("tag:"):
         return f"json_extract(tags, '$.\"{name[4:].replace(chr(34), '')}\"')"
@@ -69,18 +84,16 @@ def _column(name: str, rollups: bool) -> str:
 
 
 def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
-    rollups = query.uses_rollups()
-    table = "rollup_minute" if rollups else "events"
+    table, time_column = query.source()
+    rollups = time_column is not None
     where: list[str] = []
     params: list[Any] = []
-    if query.start_ms is not None:
-        where.append("minute >= ?" if rollups else "ts_ms >= ?")
-        params.append(query.start_ms // 1000 if rollups else query.start_ms)
-    if query.end_ms is not None:
-        where.append("minute < ?" if rollups else "ts_ms < ?")
-        params.append(query.end_ms // 1000 if rollups else query.end_ms)
+    for bound, operator in ((query.start_ms, ">="), (query.end_ms, "<")):
+        if bound is not None:
+            where.append(f"{time_column or 'ts_ms'} {operator} ?")
+            params.append(bound // 1000 if rollups else bound)
     for name, value in query.filters.items():
-        where.append(f"{_column(name, rollups)} = ?")
+        where.append(f"{_column(name, time_column)} = ?")
         params.append(value)
     if rollups:
         sums = ", ".join(f"SUM({name})" for name in _SUMS)
@@ -92,7 +105,7 @@ def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
             "SUM(reasoning_tokens)"
         )
         latency = "SUM(latency_ms)"
-    groups = [_column(name, rollups) for name in query.group_by]
+    groups = [_column(name, time_column) for name in query.group_by]
     select = ", ".join(
         [*groups, sums, f"SUM(cost_pico / {_SPLIT})", f"SUM(cost_pico % {_SPLIT})", latency]
     )
@@ -114,7 +127,9 @@ def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
 
 
 def _row(group_by: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
-    out: dict[str, Any] = {name: row[i] if row[i] is not None else "" for i, name in enumerate(group_by)}
+    out: dict[str, Any] = {
+        name: row[i] if row[i] is not None else "" for i, name in enumerate(group_by)
+    }
     offset = len(group_by)
     values = {name: int(row[offset + i] or 0) for i, name in enumerate(_SUMS)}
     micro, pico = int(row[offset + len(_SUMS)] or 0), int(row[offset + len(_SUMS) + 1] or 0)

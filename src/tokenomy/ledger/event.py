@@ -54,12 +54,11 @@ class UsageEvent:
     completion: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
-    def minute(self) -> int:
-        return self.ts_ms // 60_000 * 60
-
-    def rollup_key(self) -> tuple[object, ...]:
+    def rollup_key(self, bucket_seconds: int) -> tuple[object, ...]:
+        """The rollup row this event adds to: its time bucket start (epoch seconds) and
+        its dimensions."""
         return (
-            self.minute(),
+            self.ts_ms // (bucket_seconds * 1000) * bucket_seconds,
             self.tenant,
             self.key_id,
             self.user,

@@ -16,30 +16,38 @@ _EVENT_COLUMNS = (
     "cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_pico, "
     "latency_ms, ttft_ms, status, error, stream, cache_hit, estimated, prompt, completion"
 )
-_INSERT_EVENT = (
-    f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 32)})"
+_INSERT_EVENT = f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 32)})"
+_SUM_COLUMNS = (
+    "requests",
+    "errors",
+    "estimated",
+    "cache_hits",
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_pico",
+    "latency_ms_sum",
 )
-_UPSERT_ROLLUP = """
-INSERT INTO rollup_minute (minute, tenant, key_id, user, team, department, project,
-    environment, workflow, model, tier, upstream, requests, errors, estimated, cache_hits,
-    input_tokens, cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens,
-    cost_pico, latency_ms_sum)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (minute, tenant, key_id, user, team, department, project, environment,
-    workflow, model, tier, upstream) DO UPDATE SET
-    requests = requests + excluded.requests,
-    errors = errors + excluded.errors,
-    estimated = estimated + excluded.estimated,
-    cache_hits = cache_hits + excluded.cache_hits,
-    input_tokens = input_tokens + excluded.input_tokens,
-    cache_read_tokens = cache_read_tokens + excluded.cache_read_tokens,
-    cache_write_tokens = cache_write_tokens + excluded.cache_write_tokens,
-    output_tokens = output_tokens + excluded.output_tokens,
-    reasoning_tokens = reasoning_tokens + excluded.reasoning_tokens,
-    cost_pico = cost_pico + excluded.cost_pico,
-    latency_ms_sum = latency_ms_sum + excluded.latency_ms_sum
-"""
-_ROLLUP_SUMS = 11  # requests .. latency_ms_sum
+_DIMENSIONS = (
+    "tenant, key_id, user, team, department, project, environment, workflow, model, tier, upstream"
+)
+# Rollup tables: name, time column, bucket length in seconds.
+ROLLUPS = (("rollup_minute", "minute", 60), ("rollup_hour", "hour", 3600))
+
+
+def _upsert_sql(table: str, time_column: str) -> str:
+    columns = f"{time_column}, {_DIMENSIONS}, {', '.join(_SUM_COLUMNS)}"
+    placeholders = ", ".join("?" * (12 + len(_SUM_COLUMNS)))
+    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLUMNS)
+    return (
+        f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+        f"ON CONFLICT ({time_column}, {_DIMENSIONS}) DO UPDATE SET {updates}"
+    )
+
+
+_UPSERTS = [(_upsert_sql(table, column), seconds) for table, column, seconds in ROLLUPS]
 
 
 def _event_row(event: UsageEvent) -> tuple[Any, ...]:
@@ -80,7 +88,7 @@ def _event_row(event: UsageEvent) -> tuple[Any, ...]:
     )
 
 
-def _rollup_rows(events: Sequence[UsageEvent]) -> list[tuple[Any, ...]]:
+def _rollup_rows(events: Sequence[UsageEvent], bucket_seconds: int) -> list[tuple[Any, ...]]:
     """Pre-aggregate a batch in Python so each (minute, dimensions) row is upserted once."""
     sums: dict[tuple[object, ...], list[float]] = {}
     for event in events:
@@ -98,9 +106,10 @@ def _rollup_rows(events: Sequence[UsageEvent]) -> list[tuple[Any, ...]]:
             event.cost_pico,
             event.latency_ms,
         )
-        row = sums.get(event.rollup_key())
+        key = event.rollup_key(bucket_seconds)
+        row = sums.get(key)
         if row is None:
-            sums[event.rollup_key()] = list(increments)
+            sums[key] = list(increments)
         else:
             for index, value in enumerate(increments):
                 row[index] += value
@@ -117,7 +126,8 @@ class SqliteLedgerStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             fresh = [e for e in events if self._insert(e)]
-            conn.executemany(_UPSERT_ROLLUP, _rollup_rows(fresh))
+            for upsert, bucket_seconds in _UPSERTS:
+                conn.executemany(upsert, _rollup_rows(fresh, bucket_seconds))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

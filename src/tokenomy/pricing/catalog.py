@@ -50,7 +50,9 @@ def self_hosted_sheet(config: ModelConfig) -> PriceSheet:
     output = round_price_per_mtok(dollars_per_second / hosted.output_tokens_per_second * MILLION)
     input_tps = hosted.input_tokens_per_second
     input_price = (
-        output if input_tps is None else round_price_per_mtok(dollars_per_second / input_tps * MILLION)
+        output
+        if input_tps is None
+        else round_price_per_mtok(dollars_per_second / input_tps * MILLION)
     )
     # Our own GPUs have no batch discount; deferral fills idle capacity instead.
     return PriceSheet(input_price, output, batch_discount=Decimal(0), source="self-hosted")
@@ -63,7 +65,9 @@ def genai_sheet(config: ModelConfig, provider_id: str | None) -> PriceSheet:
     model_ref = config.price_model or config.target
     provider = config.price_provider or provider_id
     try:
-        found = calc_price(GenaiUsage(input_tokens=0, output_tokens=0), model_ref, provider_id=provider)
+        found = calc_price(
+            GenaiUsage(input_tokens=0, output_tokens=0), model_ref, provider_id=provider
+        )
     except LookupError as exc:
         raise ConfigError(
             f"model {config.name!r}: no price given and genai-prices has no model "
@@ -73,7 +77,9 @@ def genai_sheet(config: ModelConfig, provider_id: str | None) -> PriceSheet:
     prices: dict[str, Any] = {
         key: value for key, value in vars(found.model_price).items() if value is not None
     }
-    tiered = any(not isinstance(value, Decimal) for key, value in prices.items() if key.endswith("mtok"))
+    tiered = any(
+        not isinstance(value, Decimal) for key, value in prices.items() if key.endswith("mtok")
+    )
     return PriceSheet(
         input_per_mtok=_base(prices.get("input_mtok")),
         output_per_mtok=_base(prices.get("output_mtok")),

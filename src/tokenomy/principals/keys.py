@@ -86,7 +86,9 @@ class KeyStore:
 
     def get(self, key_id: str) -> dict[str, Any]:
         with self._lock:
-            row = self._conn.execute(f"SELECT {_COLUMNS} FROM keys WHERE id = ?", (key_id,)).fetchone()
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM keys WHERE id = ?", (key_id,)
+            ).fetchone()
         if row is None:
             raise NotFound(f"no key with id {key_id!r}", param="id", code="key_not_found")
         return _record(row)

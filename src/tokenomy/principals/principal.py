@@ -39,7 +39,9 @@ class Principal:
             "project": self.project,
             "environment": self.environment,
             "tags": self.tags,
-            "allowed_models": list(self.allowed_models) if self.allowed_models is not None else None,
+            "allowed_models": list(self.allowed_models)
+            if self.allowed_models is not None
+            else None,
         }
 
 
