@@ -116,7 +116,8 @@ def main() -> None:
             assert fast["source"] == "rollup_minute" and slow["source"] == "events"
             assert fast["total_cost_usd"] == slow["total_cost_usd"], "rollups disagree with events"
             print(
-                f"{label:<44} {fast_s * 1000:>8.1f}ms {slow_s * 1000:>8.1f}ms {slow_s / fast_s:>8.1f}x"
+                f"{label:<44} {fast_s * 1000:>8.1f}ms {slow_s * 1000:>8.1f}ms "
+                f"{slow_s / fast_s:>8.1f}x"
             )
 
 
