@@ -268,3 +268,45 @@ def test_provider_key_never_leaks(gateway: Gateway) -> None:
     ).text
     assert "sk-ant-test-secret" not in dump
     assert "sk-ant-test-secret" not in gateway.db_path.read_bytes().decode("latin-1")
+
+
+def test_completions_and_streamed_responses_are_metered(gateway: Gateway) -> None:
+    key = gateway.create_key(team="other-endpoints")
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    legacy = client.completions.create(model="gpt-4o-mini", prompt="Once upon a time", max_tokens=9)
+    assert legacy.usage is not None and legacy.usage.completion_tokens == 9
+    legacy_chunks = list(
+        client.completions.create(
+            model="gpt-4o-mini",
+            prompt="Once upon a time",
+            max_tokens=6,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    legacy_usage = legacy_chunks[-1].usage
+    assert legacy_usage is not None and legacy_usage.completion_tokens == 6
+
+    events = list(
+        client.responses.create(
+            model="premium-model", input="Write one line", max_output_tokens=11, stream=True
+        )
+    )
+    completed = [e for e in events if e.type == "response.completed"]
+    assert len(completed) == 1 and completed[0].response.usage is not None
+    usage = completed[0].response.usage
+    assert usage.output_tokens == 11
+
+    rows = [e for e in gateway.events() if e["team"] == "other-endpoints"]
+    assert [(r["endpoint"], r["stream"], r["output_tokens"], r["estimated"]) for r in rows] == [
+        ("completions", 0, 9, 0),
+        ("completions", 1, 6, 0),
+        ("responses", 1, 11, 0),
+    ]
+    expected = (
+        expected_cost("gpt-4o-mini", legacy.usage.prompt_tokens, 0, 9)
+        + expected_cost("gpt-4o-mini", legacy_usage.prompt_tokens, 0, 6)
+        + expected_cost("premium-model", usage.input_tokens, 0, 11)
+    )
+    report = gateway.admin("GET", "/admin/spend", params={"team": "other-endpoints"}).json()
+    assert Decimal(report["total_cost_usd"]) == expected

@@ -168,6 +168,8 @@ class Endpoint:
     # The upstream needs stream_options.include_usage to report usage on streams.
     wants_stream_usage_option: bool = True
     output_limit_field: str = "max_tokens"
+    # Streams end with `data: [DONE]`, or (Responses API) with one of these event types.
+    terminal_events: frozenset[str] = frozenset()
 
 
 CHAT = Endpoint(
@@ -212,6 +214,7 @@ RESPONSES = Endpoint(
     _response_delta_text,
     wants_stream_usage_option=False,  # the Responses API always reports usage at the end
     output_limit_field="max_output_tokens",
+    terminal_events=frozenset({"response.completed", "response.incomplete", "response.failed"}),
 )
 
 ROUTES: dict[str, Endpoint] = {

@@ -62,12 +62,16 @@ class _Relay:
         chunk = orjson.loads(data)
         if not isinstance(chunk, dict):
             raise ValueError("chunk is not an object")
-        usage = self.call.endpoint.stream_usage_of(chunk)
+        endpoint = self.call.endpoint
+        if endpoint.terminal_events and chunk.get("type") in endpoint.terminal_events:
+            self.saw_done = True
+        usage = endpoint.stream_usage_of(chunk)
         if usage is not None:
             self.usage = usage
-            if not self.client_wants_usage and not chunk.get("choices"):
+            asked_by_us = endpoint.wants_stream_usage_option and not self.client_wants_usage
+            if asked_by_us and not chunk.get("choices"):
                 return []  # we asked for the usage chunk; the client did not
-        self.texts.append(self.call.endpoint.delta_text_of(chunk))
+        self.texts.append(endpoint.delta_text_of(chunk))
         if name:
             return [b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"]
         return [b"data: " + data + b"\n\n"]
@@ -201,7 +205,7 @@ async def _finish(
     tail = b": x-tokenomy-cost-usd=" + cost.encode() + b"\n\n"
     if failure is not None:
         tail += b"data: " + failure.json() + b"\n\n"
-    elif relay.translator is None or relay.saw_done:
+    elif relay.translator is not None or not call.endpoint.terminal_events:
         tail += DONE
     with contextlib.suppress(Exception):
         await send({"type": "http.response.body", "body": tail, "more_body": False})
