@@ -128,7 +128,9 @@ def children_of(pid: int) -> list[int]:
 def test_workers_do_not_outlive_a_killed_server(
     tmp_path: Path, mock_upstream: MockUpstream
 ) -> None:
-    gateway = start_gateway(tmp_path, gateway_config(tmp_path / "ledger.db", mock_upstream))
+    # granian always runs the app in a worker process (uvicorn does with --workers > 1).
+    config = gateway_config(tmp_path / "ledger.db", mock_upstream)
+    gateway = start_gateway(tmp_path, config, "--server", "granian")
     workers = children_of(gateway.process.pid)
     assert workers, "expected the server to run the app in a worker process"
     gateway.process.send_signal(signal.SIGKILL)  # the server process only, not its group

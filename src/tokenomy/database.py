@@ -143,6 +143,38 @@ MIGRATIONS: list[tuple[str, str]] = [
                  environment, workflow, model, tier, upstream;
         """,
     ),
+    (
+        "0004_budgets",
+        """
+        CREATE TABLE budgets (
+            name TEXT PRIMARY KEY,
+            definition TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            updated_by TEXT NOT NULL
+        );
+        CREATE TABLE budget_audit (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts_ms INTEGER NOT NULL,
+            actor TEXT NOT NULL,
+            budget TEXT NOT NULL,
+            change TEXT NOT NULL,
+            old TEXT,
+            new TEXT
+        );
+        CREATE TABLE budget_alerts (
+            budget TEXT NOT NULL,
+            window_start INTEGER NOT NULL,
+            at TEXT NOT NULL,
+            fired_ms INTEGER NOT NULL,
+            PRIMARY KEY (budget, window_start, at)
+        );
+        CREATE TABLE revisions (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO revisions VALUES ('budgets', 0);
+        ALTER TABLE keys ADD COLUMN rpm INTEGER;
+        ALTER TABLE keys ADD COLUMN tpm INTEGER;
+        ALTER TABLE keys ADD COLUMN allow_critical INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]
 
 

@@ -8,7 +8,7 @@ import click
 
 from tokenomy.cli.common import clean_errors, config_option, load
 
-SERVERS = ("granian", "uvicorn")
+SERVERS = ("uvicorn", "granian")
 
 
 @click.command()
@@ -20,9 +20,9 @@ SERVERS = ("granian", "uvicorn")
     "--server",
     "server_name",
     type=click.Choice(SERVERS),
-    default="granian",
+    default="uvicorn",
     show_default=True,
-    help="HTTP server (see benchmarks/ for why granian).",
+    help="HTTP server (uvicorn measured fastest for one worker: benchmarks/README.md).",
 )
 @click.option("--log-level", default="warning", show_default=True)
 @clean_errors

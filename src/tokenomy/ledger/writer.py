@@ -5,6 +5,11 @@ everything queued, writes it in one transaction, and resolves all those futures 
 single call into the event loop. Under load many events share a commit; at low load the
 wait is one small transaction (~0.1 ms). A response is sent only after its event is
 committed, so a request the client saw answered survives kill -9.
+
+SQLite's automatic WAL checkpoint (copying pages back into the database and fsyncing)
+would run inside whichever commit crosses the threshold, adding milliseconds to that
+request; the writer turns it off and a separate thread checkpoints once a second with
+its own connection (PASSIVE: it never blocks the writer).
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Callable
 
 from tokenomy import database
 from tokenomy.ledger.event import UsageEvent
@@ -21,6 +25,7 @@ from tokenomy.ledger.sqlite import SqliteLedgerStore
 
 log = logging.getLogger("tokenomy.ledger")
 _STOP = object()
+CHECKPOINT_EVERY_S = 1.0
 _Item = tuple[UsageEvent, asyncio.Future[None] | None]
 
 
@@ -32,7 +37,8 @@ class LedgerWriter:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.committed = 0
-        self.listeners: list[Callable[[list[UsageEvent]], None]] = []
+        self._stopping = threading.Event()
+        self._checkpointer: threading.Thread | None = None
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -45,6 +51,10 @@ class LedgerWriter:
         ready.wait()
         if failure:
             raise failure[0]
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="tokenomy-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     def record(self, event: UsageEvent) -> asyncio.Future[None]:
         """Queue an event; the returned future completes once it is committed."""
@@ -57,12 +67,32 @@ class LedgerWriter:
         if self._thread is None:
             return
         self._queue.put(_STOP)
+        self._stopping.set()
         await asyncio.to_thread(self._thread.join)
         self._thread = None
+        if self._checkpointer is not None:
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
+
+    def _checkpoint_loop(self) -> None:
+        conn = database.connect(self._url)
+        try:
+            while not self._stopping.wait(CHECKPOINT_EVERY_S):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except Exception as exc:  # busy or I/O trouble: the next round retries
+                    log.debug("checkpoint skipped: %s", exc)
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except Exception as exc:
+            log.warning("final checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         try:
-            store = SqliteLedgerStore(database.connect(self._url))
+            conn = database.connect(self._url)
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            store = SqliteLedgerStore(conn)
         except BaseException as exc:
             failure.append(exc)
             ready.set()
@@ -100,8 +130,6 @@ class LedgerWriter:
                 threading.Event().wait(0.05 * (attempt + 1))
         if error is None:
             self.committed += len(events)
-            for listener in self.listeners:
-                listener(events)
         assert self._loop is not None
         futures = [future for _, future in batch if future is not None]
         if futures and not self._loop.is_closed():
