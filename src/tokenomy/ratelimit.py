@@ -4,7 +4,7 @@ Algorithm: one token bucket per key and resource (requests, tokens) with capacit
 per-minute limit and continuous refill of limit / 60 s, which is how OpenAI describes its own
 limits ("replenished continuously up to the maximum"). A key may burst its whole limit at once
 and then sustains exactly the limit per minute; in the worst case a 60 s window sees a full
-burst plus one minute of refill, i.e. under 2x the limit (GCRA, its equivalent, has the same
+burst plus one minute of refill, i.e. up to 2x the limit (GCRA, its equivalent, has the same
 bound). Each bucket is two floats (deficit, time), so memory is O(1) per key.
 
 The state kept is the *deficit* (what is used and not yet refilled) rather than the level:
