@@ -88,6 +88,11 @@ class ModelConfig(_Frozen):
     price_provider: str | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     context_window: int | None = Field(default=None, ge=1)
+    # The tokenizer that counts this model's tokens exactly ("bytes": none is known);
+    # default: o200k_base/cl100k_base for OpenAI's own model names, else bytes.
+    tokenizer: Literal["o200k_base", "cl100k_base", "bytes"] | None = None
+    # Budget downgrades: the model that stands in for this one at a cheaper tier.
+    downgrade: dict[Tier, str] = Field(default_factory=dict)
 
     @property
     def target(self) -> str:
@@ -114,6 +119,8 @@ class Settings(_Frozen):
     models: list[ModelConfig] = Field(default_factory=list)
     ledger: LedgerConfig = LedgerConfig()
     server: ServerConfig = ServerConfig()
+    # Budgets applied (created or replaced) at start; the admin API and CLI manage more.
+    budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
@@ -135,6 +142,22 @@ class Settings(_Frozen):
                 )
             if model.price is not None and model.self_hosted is not None:
                 raise ValueError(f"model {model.name!r}: give price or self_hosted, not both")
+        for model in self.models:
+            for tier, substitute in model.downgrade.items():
+                if substitute not in seen:
+                    raise ValueError(
+                        f"model {model.name!r}: downgrade.{tier} names unknown model {substitute!r}"
+                    )
+        return self
+
+    @model_validator(mode="after")
+    def _check_timezone(self) -> Settings:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {self.timezone!r} is not an IANA time zone") from None
         return self
 
     def model(self, name: str) -> ModelConfig | None:

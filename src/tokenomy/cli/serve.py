@@ -39,6 +39,10 @@ def serve(
     from tokenomy.pricing import Catalog
 
     Catalog.from_settings(settings)  # unknown models and prices fail here, not on a request
+    from tokenomy.budgets.definition import parse_budget
+
+    for name, definition in settings.budgets.items():
+        parse_budget(name, definition)
     bind_host = host or settings.server.host
     bind_port = settings.server.port if port is None else port
     if config_path:

@@ -39,6 +39,12 @@ class KeyCreate(BaseModel):
     name: str | None = Field(default=None, max_length=200)
     tags: dict[str, str] | list[str] | None = None
     allowed_models: list[str] | None = None
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute.")
+    allow_critical: bool | None = Field(
+        default=None,
+        description="May mark requests critical (x-tokenomy-priority) to skip downgrades.",
+    )
 
 
 class KeyCreated(BaseModel):

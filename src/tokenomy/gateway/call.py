@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from tokenomy.budgets.enforcer import Admission
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.ledger import UsageEvent
 from tokenomy.money import to_pico, usd_str
@@ -37,6 +38,10 @@ class Call:
     ttft_ms: float | None = None
     store_content: bool = False
     completion_text: list[str] = field(default_factory=list)
+    admission: Admission | None = None
+    rewritten: bool = False  # the payload changed since it arrived (re-serialize it)
+    rate_tokens: int = 0  # tokens the rate limiter counted at admission
+    extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def headers(self, cost: str) -> list[tuple[bytes, bytes]]:
         return [
@@ -44,6 +49,7 @@ class Call:
             (b"x-tokenomy-model", self.model.name.encode()),
             (b"x-tokenomy-cost-usd", cost.encode()),
             (b"x-tokenomy-route-reason", self.route_reason.encode()),
+            *self.extra_headers,
         ]
 
     def estimated_usage(self, output_text: str = "") -> Usage:

@@ -15,7 +15,7 @@ async def list_models(gateway: Gateway, scope: Scope, send: Send) -> None:
     from tokenomy.gateway.proxy import authenticate
 
     try:
-        principal, _, _ = authenticate(gateway, scope)
+        principal = authenticate(gateway, scope).principal
     except TokenomyError as exc:
         return await send_error(send, exc, [])
     data = [

@@ -6,16 +6,21 @@ Non-streaming answers are relayed here; streams in :mod:`tokenomy.gateway.stream
 from __future__ import annotations
 
 import contextlib
+import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
+from tokenomy.budgets.bounds import byte_bound, output_limit
+from tokenomy.budgets.enforcer import Request as BudgetRequest
 from tokenomy.errors import (
     AuthenticationFailed,
     InvalidRequest,
     LedgerUnavailable,
     NotFound,
+    RateLimited,
     TokenomyError,
     UpstreamError,
 )
@@ -33,6 +38,8 @@ from tokenomy.gateway.asgi import (
 from tokenomy.gateway.call import Call, new_request_id
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.gateway.state import Gateway
+from tokenomy.ledger import UsageEvent
+from tokenomy.policy import PRIORITIES, Priority
 from tokenomy.principals import Principal
 from tokenomy.principals.principal import parse_tags
 from tokenomy.usage import Usage
@@ -40,9 +47,19 @@ from tokenomy.usage import Usage
 MAX_WORKFLOW = 200
 
 
-def authenticate(gateway: Gateway, scope: Scope) -> tuple[Principal, str, dict[str, str]]:
-    """The key's principal, plus the workflow and tags the request adds by header."""
-    authorization = workflow = tags = api_key = None
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request, and what they said about it in headers."""
+
+    principal: Principal
+    workflow: str
+    tags: dict[str, str]
+    priority: Priority
+
+
+def authenticate(gateway: Gateway, scope: Scope) -> Caller:
+    """The key's principal, plus the workflow, tags and priority the request adds by header."""
+    authorization = workflow = tags = api_key = priority = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization = value
@@ -52,6 +69,8 @@ def authenticate(gateway: Gateway, scope: Scope) -> tuple[Principal, str, dict[s
             workflow = value
         elif name == b"x-tokenomy-tags":
             tags = value
+        elif name == b"x-tokenomy-priority":
+            priority = value
     key: str | None = None
     if authorization is not None:
         scheme, _, token = authorization.decode("latin-1").partition(" ")
@@ -71,7 +90,19 @@ def authenticate(gateway: Gateway, scope: Scope) -> tuple[Principal, str, dict[s
         )
     workflow_name = workflow.decode("utf-8", "replace").strip()[:MAX_WORKFLOW] if workflow else ""
     extra_tags = parse_tags(tags.decode("utf-8", "replace"), "x-tokenomy-tags") if tags else {}
-    return principal, workflow_name, extra_tags
+    return Caller(principal, workflow_name, extra_tags, _priority(priority))
+
+
+def _priority(raw: bytes | None) -> Priority:
+    if raw is None:
+        return "realtime"
+    value = raw.decode("latin-1").strip().lower()
+    if value not in PRIORITIES:
+        raise InvalidRequest(
+            f"x-tokenomy-priority must be one of {', '.join(PRIORITIES)}, not {value!r}",
+            param="x-tokenomy-priority",
+        )
+    return value
 
 
 def parse_json_object(body: bytes) -> dict[str, Any]:
@@ -94,12 +125,12 @@ async def handle(
     request_id = new_request_id()
     id_header = [(b"x-request-id", request_id.encode())]
     try:
-        principal, workflow, tags = authenticate(gateway, scope)
+        caller = authenticate(gateway, scope)
         raw = await read_body(receive, gateway.settings.server.max_body_bytes)
         payload = parse_json_object(raw)
         endpoint.validate(payload)
         model = gateway.catalog.get(payload["model"])
-        if model is None or not principal.may_use(model.name):
+        if model is None or not caller.principal.may_use(model.name):
             raise NotFound(
                 f"The model '{payload['model']}' does not exist or this key may not use it.",
                 param="model",
@@ -119,21 +150,73 @@ async def handle(
         request_id=request_id,
         started=started,
         ts_ms=ts_ms,
-        principal=principal,
+        principal=caller.principal,
         endpoint=endpoint,
         model=model,
         payload=payload,
         raw_body=raw,
-        workflow=workflow,
-        tags=tags,
+        workflow=caller.workflow,
+        tags=caller.tags,
         store_content=gateway.settings.ledger.store_content,
     )
-    if payload.get("stream") is True:
-        from tokenomy.gateway.stream import relay_stream
+    try:
+        await admit(gateway, call, caller)
+    except TokenomyError as exc:
+        await send_error(send, exc, [*id_header, *call.extra_headers])
+        return
+    try:
+        if payload.get("stream") is True:
+            from tokenomy.gateway.stream import relay_stream
 
-        await relay_stream(gateway, call, receive, send)
-    else:
-        await relay_plain(gateway, call, send)
+            await relay_stream(gateway, call, receive, send)
+        else:
+            await relay_plain(gateway, call, send)
+    finally:
+        # Whatever happened, no hold outlives its request.
+        if call.admission is not None and not call.admission.settled:
+            await gateway.enforcer.release(call.admission)
+
+
+async def admit(gateway: Gateway, call: Call, caller: Caller) -> None:
+    """Budgets (which may downgrade the model and inject an output limit), then the key's
+    rate limits. Raises the 429 to answer."""
+    principal = call.principal
+    admission = await gateway.enforcer.admit(
+        BudgetRequest(
+            principal=principal,
+            tags={**principal.tags, **call.tags},
+            priority=caller.priority,
+            payload=call.payload,
+            output_field=call.endpoint.output_limit_field,
+            produces_output=call.endpoint.model_kind == "chat",
+        ),
+        call.model,
+    )
+    call.admission = admission
+    if admission.model is not call.model:
+        call.model = admission.model
+        call.route_reason = admission.route_reason
+    if admission.injected_max_tokens is not None:
+        call.rewritten = True
+        call.extra_headers.append(
+            (b"x-tokenomy-max-tokens-injected", str(admission.injected_max_tokens).encode())
+        )
+    if principal.rpm is None and principal.tpm is None:
+        return
+    estimate = 0
+    if principal.tpm is not None:
+        estimate = byte_bound(call.payload) + (output_limit(call.payload) or 0)
+    decision = gateway.rate_limiter.check(principal.key_id, principal.rpm, principal.tpm, estimate)
+    call.extra_headers.extend((k.encode(), v.encode()) for k, v in decision.headers.items())
+    if not decision.allowed:
+        await gateway.enforcer.release(admission)
+        raise RateLimited(
+            f"rate limit of {principal.rpm if decision.limit_hit == 'requests' else principal.tpm} "
+            f"{decision.limit_hit} per minute reached for this key; retry after "
+            f"{decision.retry_after_s:.1f} s",
+            headers={"retry-after": str(max(1, math.ceil(decision.retry_after_s)))},
+        )
+    call.rate_tokens = estimate
 
 
 async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
@@ -157,19 +240,31 @@ async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
     await send_bytes(send, 200, answer.body, headers)
 
 
+async def record(gateway: Gateway, call: Call, event: UsageEvent) -> None:
+    """Settle the request's budget hold and rate count to its actual usage, then make its
+    ledger event durable (raises if the ledger cannot record it)."""
+    tokens = event.usage.total_tokens
+    if call.admission is not None:
+        await gateway.enforcer.settle(call.admission, event.cost_pico, tokens)
+    if call.rate_tokens:
+        gateway.rate_limiter.adjust(call.principal.key_id, tokens - call.rate_tokens)
+        call.rate_tokens = 0
+    await gateway.ledger.record(event)
+
+
 async def record_failure(
     gateway: Gateway, call: Call, error: TokenomyError, usage: Usage, estimated: bool
 ) -> None:
     event, _ = call.event(usage, status=error.status, estimated=estimated, error=error.message)
     # The error answer goes out anyway; the ledger writer has logged why it failed.
     with contextlib.suppress(Exception):
-        await gateway.ledger.record(event)
+        await record(gateway, call, event)
 
 
-async def commit(gateway: Gateway, event: Any, send: Send, call: Call) -> bool:
+async def commit(gateway: Gateway, event: UsageEvent, send: Send, call: Call) -> bool:
     """Wait until the event is durable; answer 503 instead of an unrecorded success."""
     try:
-        await gateway.ledger.record(event)
+        await record(gateway, call, event)
     except Exception:
         error = LedgerUnavailable(
             "the gateway could not record this request's usage; the answer is withheld"

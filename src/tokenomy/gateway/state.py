@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import sqlite3
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from tokenomy import database
+from tokenomy.budgets.alerts import AlertSender
+from tokenomy.budgets.book import BudgetBook
+from tokenomy.budgets.enforcer import BudgetEnforcer
+from tokenomy.budgets.store import MemoryBudgetStore
 from tokenomy.config import Settings
 from tokenomy.ledger import LedgerWriter
 from tokenomy.pricing import Catalog
 from tokenomy.principals import KeyStore
+from tokenomy.ratelimit import RateLimiter
 from tokenomy.upstream.client import UpstreamClient
+
+log = logging.getLogger("tokenomy.gateway")
+BUDGET_REFRESH_S = 1.0
 
 
 @dataclass
@@ -20,17 +32,34 @@ class Gateway:
     conn: sqlite3.Connection
     keys: KeyStore
     ledger: LedgerWriter
+    budgets: BudgetBook
+    enforcer: BudgetEnforcer
+    alerts: AlertSender
+    rate_limiter: RateLimiter
     upstreams: dict[str, UpstreamClient] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
         conn = database.connect(settings.database)
+        catalog = Catalog.from_settings(settings)
+        budget_conn = database.connect(settings.database)
+        book = BudgetBook(budget_conn)
+        for name, definition in settings.budgets.items():
+            book.put(name, definition, "config")
+        alerts = AlertSender()
         return cls(
             settings=settings,
-            catalog=Catalog.from_settings(settings),
+            catalog=catalog,
             conn=conn,
             keys=KeyStore(conn),
             ledger=LedgerWriter(settings.database, settings.ledger.max_batch),
+            budgets=book,
+            enforcer=BudgetEnforcer(
+                book, MemoryBudgetStore(), catalog, budget_conn, ZoneInfo(settings.timezone), alerts
+            ),
+            alerts=alerts,
+            rate_limiter=RateLimiter(),
             upstreams={
                 name: UpstreamClient(name, config) for name, config in settings.upstreams.items()
             },
@@ -40,9 +69,24 @@ class Gateway:
         self.ledger.start()
         for client in self.upstreams.values():
             await client.start()
+        self._tasks.append(asyncio.create_task(self._follow_budget_changes()))
+
+    async def _follow_budget_changes(self) -> None:
+        """Budgets changed by the CLI or another replica apply within a second."""
+        while True:
+            await asyncio.sleep(BUDGET_REFRESH_S)
+            try:
+                self.budgets.refresh_if_changed()
+            except Exception as exc:  # a locked database: try again next round
+                log.warning("could not refresh budgets: %s", exc)
 
     async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         for client in self.upstreams.values():
             await client.close()
+        await self.alerts.close()
         await self.ledger.stop()
         self.conn.close()

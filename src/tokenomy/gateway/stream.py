@@ -22,7 +22,7 @@ import orjson
 from tokenomy.errors import TokenomyError, UpstreamError
 from tokenomy.gateway.asgi import EVENT_STREAM, Receive, Send, send_error
 from tokenomy.gateway.call import Call
-from tokenomy.gateway.proxy import record_failure
+from tokenomy.gateway.proxy import record, record_failure
 from tokenomy.gateway.state import Gateway
 from tokenomy.gateway.upstream_call import rejection, upstream_request
 from tokenomy.upstream.client import read_body
@@ -194,7 +194,7 @@ async def _finish(
         stream=True,
     )
     try:
-        await gateway.ledger.record(event)
+        await record(gateway, call, event)
         recorded = True
     except Exception:
         recorded = False

@@ -34,7 +34,7 @@ def openai_body(call: Call, stream: bool) -> bytes:
     needs_usage = (
         stream and call.endpoint.wants_stream_usage_option and not _client_wants_usage(call)
     )
-    if payload.get("model") == target and not needs_usage:
+    if payload.get("model") == target and not needs_usage and not call.rewritten:
         return call.raw_body
     changed = dict(payload)
     changed["model"] = target

@@ -32,6 +32,8 @@ class Model:
     price: PriceSheet
     max_output_tokens: int | None
     context_window: int | None
+    tokenizer: str | None = None  # tiktoken encoding that counts this model exactly
+    downgrade: tuple[tuple[str, str], ...] = ()  # (tier, substitute model)
 
 
 def tier_for(price: PriceSheet) -> Tier:
@@ -117,6 +119,23 @@ def _sheet_for(config: ModelConfig, settings: Settings) -> PriceSheet:
     return genai_sheet(config, upstream.provider_id or upstream.resolved_kind)
 
 
+_O200K_FAMILIES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+_CL100K_FAMILIES = ("gpt-4", "gpt-3.5", "text-embedding-3", "text-embedding-ada")
+
+
+def _tokenizer(config: ModelConfig, settings: Settings) -> str | None:
+    if config.tokenizer is not None:
+        return None if config.tokenizer == "bytes" else config.tokenizer
+    if settings.upstreams[config.upstream].resolved_kind != "openai":
+        return None
+    target = config.target
+    if target.startswith(_O200K_FAMILIES):
+        return "o200k_base"
+    if target.startswith(_CL100K_FAMILIES):
+        return "cl100k_base"
+    return None
+
+
 class Catalog:
     def __init__(self, models: list[Model]) -> None:
         self._models = {model.name: model for model in models}
@@ -136,6 +155,8 @@ class Catalog:
                     price=sheet,
                     max_output_tokens=config.max_output_tokens,
                     context_window=config.context_window,
+                    tokenizer=_tokenizer(config, settings),
+                    downgrade=tuple(config.downgrade.items()),
                 )
             )
         return cls(models)
@@ -151,3 +172,16 @@ class Catalog:
 
     def names(self) -> list[str]:
         return list(self._models)
+
+    def substitute(self, model: Model, to_tier: str | None, to_model: str | None) -> Model | None:
+        """The model that serves a downgraded request: the one named, the model's own
+        configured substitute for that tier, or the cheapest model of the tier and kind."""
+        if to_model is not None:
+            return self._models.get(to_model)
+        for tier, name in model.downgrade:
+            if tier == to_tier:
+                return self._models.get(name)
+        candidates = [
+            m for m in self._models.values() if m.tier == to_tier and m.kind == model.kind
+        ]
+        return min(candidates, key=lambda m: (m.price.blended_per_mtok, m.name), default=None)

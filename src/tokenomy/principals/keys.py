@@ -23,7 +23,7 @@ KEY_PREFIX = "tk-"
 RECHECK_SECONDS = 5.0
 _COLUMNS = (
     "id, tenant, name, user, team, department, project, environment, tags, allowed_models, "
-    "prefix, created_at, revoked_at"
+    "prefix, created_at, revoked_at, rpm, tpm, allow_critical"
 )
 
 
@@ -47,8 +47,8 @@ class KeyStore:
         with self._lock:
             self._conn.execute(
                 "INSERT INTO keys (id, key_hash, prefix, name, tenant, user, team, department, "
-                "project, environment, tags, allowed_models, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "project, environment, tags, allowed_models, created_at, rpm, tpm, allow_critical) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key_id,
                     hash_key(key),
@@ -61,6 +61,9 @@ class KeyStore:
                     if values["allowed_models"] is None
                     else orjson.dumps(values["allowed_models"]).decode(),
                     now,
+                    values["rpm"],
+                    values["tpm"],
+                    int(values["allow_critical"]),
                 ),
             )
         record = self.get(key_id)
@@ -116,7 +119,16 @@ class KeyStore:
 def _validated_fields(fields: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(fields, dict):
         raise InvalidRequest("the body must be a JSON object")
-    known = {*DIMENSIONS, "tenant", "name", "tags", "allowed_models"}
+    known = {
+        *DIMENSIONS,
+        "tenant",
+        "name",
+        "tags",
+        "allowed_models",
+        "rpm",
+        "tpm",
+        "allow_critical",
+    }
     unknown = sorted(set(fields) - known)
     if unknown:
         raise InvalidRequest(
@@ -139,6 +151,17 @@ def _validated_fields(fields: dict[str, Any]) -> dict[str, Any]:
     ):
         raise InvalidRequest("allowed_models must be a list of model names", param="allowed_models")
     values["allowed_models"] = allowed
+    for name in ("rpm", "tpm"):
+        limit = fields.get(name)
+        if limit is not None and (
+            not isinstance(limit, int) or isinstance(limit, bool) or limit < 1
+        ):
+            raise InvalidRequest(f"{name} must be a positive integer", param=name)
+        values[name] = limit
+    critical = fields.get("allow_critical", False)
+    if not isinstance(critical, bool):
+        raise InvalidRequest("allow_critical must be true or false", param="allow_critical")
+    values["allow_critical"] = critical
     return values
 
 
@@ -155,6 +178,9 @@ def _principal(row: tuple[Any, ...]) -> Principal:
         environment=row[7],
         tags=orjson.loads(row[8]),
         allowed_models=tuple(allowed) if allowed is not None else None,
+        rpm=row[13],
+        tpm=row[14],
+        allow_critical=bool(row[15]),
     )
 
 

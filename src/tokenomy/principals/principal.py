@@ -24,6 +24,9 @@ class Principal:
     environment: str = ""
     tags: dict[str, str] = field(default_factory=dict)
     allowed_models: tuple[str, ...] | None = None  # None: every model in the catalog
+    rpm: int | None = None  # requests per minute, None: unlimited
+    tpm: int | None = None  # tokens per minute
+    allow_critical: bool = False  # may mark requests critical to skip budget downgrades
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models

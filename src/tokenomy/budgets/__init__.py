@@ -1,0 +1,1 @@
+"""Budgets that never overshoot: definitions, periods, reservations, thresholds."""
