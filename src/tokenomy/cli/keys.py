@@ -32,18 +32,33 @@ def keys() -> None:
 @click.option(
     "--allow-model", "allowed", multiple=True, help="Restrict to these models; repeatable."
 )
+@click.option("--rpm", type=int, default=None, help="Requests per minute.")
+@click.option("--tpm", type=int, default=None, help="Tokens per minute.")
+@click.option(
+    "--allow-critical", is_flag=True, help="May mark requests critical (skips downgrades)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @clean_errors
 def create(
     config_path: str | None,
     tags: tuple[str, ...],
     allowed: tuple[str, ...],
+    rpm: int | None,
+    tpm: int | None,
+    allow_critical: bool,
     as_json: bool,
     **fields: str,
 ) -> None:
     """Create a key; the secret is printed once and stored only as a hash."""
     record, key = _store(config_path).create(
-        {**fields, "tags": list(tags), "allowed_models": list(allowed) or None}
+        {
+            **fields,
+            "tags": list(tags),
+            "allowed_models": list(allowed) or None,
+            "rpm": rpm,
+            "tpm": tpm,
+            "allow_critical": allow_critical,
+        }
     )
     if as_json:
         click.echo(orjson.dumps({"id": record["id"], "key": key, "principal": record}).decode())

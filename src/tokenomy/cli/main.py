@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tokenomy import __version__
+from tokenomy.cli.budgets import budgets
 from tokenomy.cli.keys import keys
 from tokenomy.cli.report import report
 from tokenomy.cli.serve import serve
@@ -18,6 +19,7 @@ def cli() -> None:
 
 cli.add_command(serve)
 cli.add_command(keys)
+cli.add_command(budgets)
 cli.add_command(report)
 
 

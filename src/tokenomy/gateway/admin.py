@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
 
+import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -17,7 +18,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tokenomy import database
 from tokenomy.analytics.requests import latest_requests, request_detail
 from tokenomy.analytics.spend import query_spend, spend_query
-from tokenomy.errors import AuthenticationFailed, PermissionDenied, TokenomyError, error_body
+from tokenomy.errors import (
+    AuthenticationFailed,
+    InvalidRequest,
+    PermissionDenied,
+    TokenomyError,
+    error_body,
+)
 from tokenomy.gateway.state import Gateway
 
 if TYPE_CHECKING:
@@ -45,6 +52,60 @@ class KeyCreate(BaseModel):
         default=None,
         description="May mark requests critical (x-tokenomy-priority) to skip downgrades.",
     )
+
+
+class ThresholdBody(BaseModel):
+    at: float = Field(gt=0, le=1, description="Fraction of the limit, e.g. 0.8.")
+    action: str = Field(description="alert, downgrade, defer or block")
+    from_tier: str | None = None
+    to_tier: str | None = None
+    to_model: str | None = None
+    webhook: str | None = None
+    slack: bool = False
+
+
+class BudgetBody(BaseModel):
+    """A budget definition (documentation of PUT /admin/budgets/{name})."""
+
+    model_config = ConfigDict(extra="forbid")
+    scope: dict[str, str] = Field(
+        default_factory=dict,
+        description="Selectors: tenant, department, team, user, key, project, environment, "
+        "model, tier, tag:NAME.",
+        examples=[{"team": "support"}],
+    )
+    period: str = Field(default="month", description="day, week, month or total")
+    limit_usd: str = Field(description='Decimal string, e.g. "10.00".')
+    limit_tokens: int | None = None
+    thresholds: list[ThresholdBody] = Field(default_factory=list)
+    starts_at_ms: int | None = None
+
+
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema with its $defs inlined (OpenAPI has no local $defs)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.split("/")[-1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+_BUDGET_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": _inline_schema(BudgetBody)}},
+    }
+}
 
 
 class KeyCreated(BaseModel):
@@ -148,6 +209,32 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
     def revoke_key(key_id: str, gw: Admin) -> dict[str, Any]:
         return gw.keys.revoke(key_id)
 
+    @app.put("/admin/budgets/{name}", tags=["budgets"], openapi_extra=_BUDGET_BODY)
+    async def put_budget(name: str, request: Request, gw: Admin) -> dict[str, Any]:
+        """Create or replace a budget; it applies from the next request."""
+        definition = await _json_body(request)
+        budget = gw.budgets.put(name, definition, _actor(request))
+        return await gw.enforcer.state(budget)
+
+    @app.get("/admin/budgets", tags=["budgets"])
+    async def list_budgets(gw: Admin) -> dict[str, Any]:
+        return {"data": [await gw.enforcer.state(b) for b in gw.budgets.all()]}
+
+    @app.get("/admin/budgets/{name}", tags=["budgets"])
+    async def get_budget(name: str, gw: Admin) -> dict[str, Any]:
+        """Limit, spent, reserved, remaining, fraction used, active action, period, reset."""
+        return await gw.enforcer.state(gw.budgets.get(name))
+
+    @app.delete("/admin/budgets/{name}", tags=["budgets"])
+    def delete_budget(name: str, request: Request, gw: Admin) -> dict[str, Any]:
+        gw.budgets.delete(name, _actor(request))
+        return {"name": name, "deleted": True}
+
+    @app.get("/admin/audit", tags=["budgets"])
+    def audit(gw: Admin, budget: str | None = None, limit: int = 100) -> dict[str, Any]:
+        """Who changed which budget when, with the old and new definitions."""
+        return {"data": gw.budgets.audit(budget, min(max(limit, 1), 1000))}
+
     @app.get("/admin/models", tags=["models"])
     def models(gw: Admin) -> dict[str, Any]:
         return {"data": [_model_record(model) for model in gw.catalog]}
@@ -178,6 +265,20 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
             return request_detail(conn, request_id)
 
     return app
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+
+
+def _actor(request: Request) -> str:
+    """Who made a change, for the audit log (the admin key is shared, so callers may name
+    themselves with x-tokenomy-actor)."""
+    named = request.headers.get("x-tokenomy-actor", "").strip()[:120]
+    return f"admin-api:{named}" if named else "admin-api"
 
 
 def _filters(request: Request) -> dict[str, str]:
