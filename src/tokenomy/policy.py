@@ -28,18 +28,19 @@ _SEVERITY = {"allow": 0, "downgrade": 1, "defer": 2, "block": 3}
 
 
 def decide(
-    usage: list[tuple[Budget, Decimal]], tier: str, priority: Priority, may_skip_downgrade: bool
+    usage: list[tuple[Budget, int]], tier: str, priority: Priority, may_skip_downgrade: bool
 ) -> Decision:
     """The most severe action among the thresholds each budget has reached.
 
-    ``usage`` pairs each budget in scope with its fraction used. A downgrade applies only to
-    requests for its ``from_tier``; a critical request from a key allowed to mark requests
-    critical skips downgrades (never a block); deferral applies to deferrable requests.
+    ``usage`` pairs each budget in scope with its spend this period (pico-dollars). A
+    downgrade applies only to requests for its ``from_tier``; a critical request from a key
+    allowed to mark requests critical skips downgrades (never a block); deferral applies to
+    deferrable requests.
     """
     best = ALLOW
-    for budget, fraction in usage:
-        for threshold in budget.thresholds:
-            if threshold.at > fraction:
+    for budget, spent_pico in usage:
+        for threshold, cutoff in zip(budget.thresholds, budget.cutoffs_pico, strict=True):
+            if spent_pico < cutoff:
                 break  # thresholds are sorted by `at`
             candidate = _action(budget, threshold, tier, priority, may_skip_downgrade)
             if candidate is not None and _SEVERITY[candidate.kind] > _SEVERITY[best.kind]:

@@ -6,6 +6,7 @@ Parsed from the config file and the admin API alike, with errors that name the f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
@@ -63,12 +64,17 @@ class Budget:
     thresholds: tuple[Threshold, ...] = ()
     starts_at_ms: int | None = None  # for "total": count spend from here (default: all)
     created_by: str = ""
-    version: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    # Derived once, for the request path: the limit and each threshold in pico-dollars.
+    limit_pico: int = field(init=False, default=0)
+    cutoffs_pico: tuple[int, ...] = field(init=False, default=())
+    has_alerts: bool = field(init=False, default=False)
 
-    @property
-    def limit_pico(self) -> int:
-        return to_pico(self.limit_usd)
+    def __post_init__(self) -> None:
+        limit = to_pico(self.limit_usd)
+        object.__setattr__(self, "limit_pico", limit)
+        cutoffs = tuple(math.ceil(t.at * limit) for t in self.thresholds)
+        object.__setattr__(self, "cutoffs_pico", cutoffs)
+        object.__setattr__(self, "has_alerts", any(t.action == "alert" for t in self.thresholds))
 
     def matches(self, fields: dict[str, str], tags: dict[str, str]) -> bool:
         for selector, wanted in self.scope.items():

@@ -91,6 +91,17 @@ class BudgetEnforcer:
         self._zone = zone
         self._alerts = alerts
         self._fired: set[tuple[str, int, str]] = set()
+        self._windows: dict[tuple[str, int | None], tuple[int, int]] = {}
+
+    def _window(self, budget: Budget, now_ms: int) -> tuple[int, int]:
+        """The budget's current period, cached until it ends (computing calendar periods in
+        a time zone costs microseconds; the request path asks for it per budget)."""
+        cache_key = (budget.period, budget.starts_at_ms)
+        found = self._windows.get(cache_key)
+        if found is None or not found[0] <= now_ms < found[1]:
+            found = window(budget.period, self._zone, now_ms, budget.starts_at_ms)
+            self._windows[cache_key] = found
+        return found
 
     # -- admission ------------------------------------------------------------------------
 
@@ -121,19 +132,18 @@ class BudgetEnforcer:
 
     async def _in_scope(
         self, request: Request, model: Model, now_ms: int
-    ) -> tuple[list[tuple[Budget, CounterKey]], list[tuple[Budget, Decimal]]]:
+    ) -> tuple[list[tuple[Budget, CounterKey]], list[tuple[Budget, int]]]:
         budgets = self.book.applicable(request.principal, model.name, model.tier, request.tags)
         lines = []
-        fractions = []
+        spent = []
         for budget in budgets:
-            start, _ = window(budget.period, self._zone, now_ms, budget.starts_at_ms)
-            key = (budget.name, start)
+            key = (budget.name, self._window(budget, now_ms)[0])
             if not self.store.loaded(key):
                 await self._load(budget, key)
-            counter = await self.store.counter(key)
             lines.append((budget, key))
-            fractions.append((budget, _fraction(counter.spent_pico, budget)))
-        return lines, fractions
+            if budget.thresholds:
+                spent.append((budget, (await self.store.counter(key)).spent_pico))
+        return lines, spent
 
     async def _load(self, budget: Budget, key: CounterKey) -> None:
         """Rebuild a counter from the ledger (at start, a new period, a new budget)."""
@@ -176,7 +186,7 @@ class BudgetEnforcer:
             output = await self._output_tokens(request, model, bound, reserve_lines, admission)
             usage = Usage(input_tokens=bound, output_tokens=output)
             result = await self.store.reserve(
-                reserve_lines, to_pico(model.price.cost(usage)), usage.total_tokens
+                reserve_lines, model.price.cost_pico(usage), usage.total_tokens
             )
             if isinstance(result, Hold):
                 if admission.injected_max_tokens is not None:
@@ -207,8 +217,8 @@ class BudgetEnforcer:
             counter = await self.store.counter(line.key)
             left = line.limit_pico - counter.spent_pico - counter.reserved_pico
             room = left if room is None else min(room, left)
-        input_pico = to_pico(model.price.cost(Usage(input_tokens=input_bound)))
-        per_token = to_pico(model.price.cost(Usage(output_tokens=1))) or 1
+        input_pico = model.price.cost_pico(Usage(input_tokens=input_bound))
+        per_token = model.price.cost_pico(Usage(output_tokens=1)) or 1
         affordable = max(((room or 0) - input_pico) // per_token, 0)
         admission.injected_max_tokens = max(min(cap, affordable), 1)
         return admission.injected_max_tokens
@@ -243,7 +253,7 @@ class BudgetEnforcer:
         admission.settled = True
         await self.store.settle(admission.hold, cost_pico, tokens)
         for budget, key in admission.lines:
-            if any(t.action == "alert" for t in budget.thresholds):
+            if budget.has_alerts:
                 await self._alert_if_crossed(budget, key)
 
     async def release(self, admission: Admission) -> None:

@@ -12,7 +12,7 @@ import orjson
 from tokenomy.budgets.enforcer import Admission
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.ledger import UsageEvent
-from tokenomy.money import to_pico, usd_str
+from tokenomy.money import from_pico, usd_str
 from tokenomy.pricing import Model
 from tokenomy.principals import Principal
 from tokenomy.usage import Usage
@@ -68,7 +68,7 @@ class Call:
         stream: bool = False,
     ) -> tuple[UsageEvent, str]:
         """The ledger event and the cost as the wire shows it."""
-        cost = self.model.price.cost(usage)
+        cost_pico = self.model.price.cost_pico(usage)
         p = self.principal
         event = UsageEvent(
             id=self.request_id,
@@ -89,7 +89,7 @@ class Call:
             upstream=self.model.upstream,
             route_reason=self.route_reason,
             usage=usage,
-            cost_pico=to_pico(cost),
+            cost_pico=cost_pico,
             latency_ms=(time.perf_counter() - self.started) * 1000,
             ttft_ms=self.ttft_ms,
             status=status,
@@ -104,4 +104,4 @@ class Call:
                 or self.payload.get("prompt")
             ).decode()
             event.completion = "".join(self.completion_text) or None
-        return event, usd_str(cost)
+        return event, usd_str(from_pico(cost_pico))

@@ -7,14 +7,15 @@ itself, so the tier rules live in one place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 
-from tokenomy.money import MILLION, ZERO
+from tokenomy.money import MILLION, ZERO, to_pico
 from tokenomy.usage import Usage
 
 PriceSource = Literal["config", "genai-prices", "self-hosted"]
+_PICO_PER_MTOK_USD = 10**6  # $1 per million tokens is 10^6 pico-dollars per token
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,36 @@ class PriceSheet:
     batch_discount: Decimal = Decimal("0.5")
     source: PriceSource = "config"
     tiered: Any = None  # genai_prices ModelPrice when any class is tiered
+    # Integer pico-dollars per token by class (input, cache read, cache write, output), when
+    # every price is flat and a whole number of pico-dollars: the request path's fast path.
+    _pico: tuple[int, int, int, int] | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.tiered is not None:
+            return
+        per_token = [
+            self.input_per_mtok,
+            self.input_per_mtok
+            if self.cached_input_per_mtok is None
+            else self.cached_input_per_mtok,
+            self.input_per_mtok if self.cache_write_per_mtok is None else self.cache_write_per_mtok,
+            self.output_per_mtok,
+        ]
+        picos = [price * _PICO_PER_MTOK_USD for price in per_token]
+        if all(p == p.to_integral_value() for p in picos):
+            object.__setattr__(self, "_pico", tuple(int(p) for p in picos))
+
+    def cost_pico(self, usage: Usage, *, batch: bool = False) -> int:
+        """:meth:`cost` in integer pico-dollars (exact; integer arithmetic when possible)."""
+        pico = self._pico
+        if pico is None or batch:
+            return to_pico(self.cost(usage, batch=batch))
+        return (
+            usage.uncached_input_tokens * pico[0]
+            + usage.cache_read_tokens * pico[1]
+            + usage.cache_write_tokens * pico[2]
+            + usage.output_tokens * pico[3]
+        )
 
     def cost(self, usage: Usage, *, batch: bool = False) -> Decimal:
         if self.tiered is not None:
