@@ -57,6 +57,16 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
+class _Scope:
+    budgets: list[Budget]  # the book's list this was computed for (compared by identity)
+    start: int  # valid while every budget stays in the same period
+    end: int
+    lines: list[tuple[Budget, CounterKey]]
+    watched: list[tuple[Budget, CounterKey]]  # the budgets with thresholds
+    reserve_lines: list[ReserveLine]
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
     """What admission needs to know about one request."""
 
@@ -92,6 +102,7 @@ class BudgetEnforcer:
         self._alerts = alerts
         self._fired: set[tuple[str, int, str]] = set()
         self._windows: dict[tuple[str, int | None], tuple[int, int]] = {}
+        self._scopes: dict[int, _Scope] = {}
 
     def _window(self, budget: Budget, now_ms: int) -> tuple[int, int]:
         """The budget's current period, cached until it ends (computing calendar periods in
@@ -107,11 +118,11 @@ class BudgetEnforcer:
 
     async def admit(self, request: Request, model: Model) -> Admission:
         now_ms = time.time_ns() // 1_000_000
-        lines, fractions = await self._in_scope(request, model, now_ms)
+        scope, spent = await self._in_scope(request, model, now_ms)
         admission = Admission(model)
-        if not lines:
+        if scope is None:
             return admission
-        decision = decide(fractions, model.tier, request.priority, request.principal.allow_critical)
+        decision = decide(spent, model.tier, request.priority, request.principal.allow_critical)
         if decision.kind in ("block", "defer"):
             assert decision.budget is not None
             raise self._refusal(decision.budget, now_ms, deferred=decision.kind == "defer")
@@ -123,27 +134,50 @@ class BudgetEnforcer:
                 admission.route_reason = (
                     f"budget_downgrade:{decision.budget.name}@{decision.threshold.at}"
                 )
-                lines, fractions = await self._in_scope(request, model, now_ms)
-                if not lines:
+                scope, spent = await self._in_scope(request, model, now_ms)
+                if scope is None:
                     return admission
-        admission.lines = lines
-        admission.hold = await self._hold(request, model, lines, admission)
+        admission.lines = scope.lines
+        admission.hold = await self._hold(request, model, scope, admission)
         return admission
 
     async def _in_scope(
         self, request: Request, model: Model, now_ms: int
-    ) -> tuple[list[tuple[Budget, CounterKey]], list[tuple[Budget, int]]]:
+    ) -> tuple[_Scope | None, list[tuple[Budget, int]]]:
+        """The budgets in scope (None: none) and the spend of those with thresholds."""
         budgets = self.book.applicable(request.principal, model.name, model.tier, request.tags)
+        if not budgets:
+            return None, []
+        scope = self._scopes.get(id(budgets))
+        if scope is None or scope.budgets is not budgets or not scope.start <= now_ms < scope.end:
+            scope = await self._scope(budgets, now_ms)
+        watched = scope.watched
+        spent = await self.store.spent_pico([key for _, key in watched]) if watched else []
+        return scope, [(budget, s) for (budget, _), s in zip(watched, spent, strict=True)]
+
+    async def _scope(self, budgets: list[Budget], now_ms: int) -> _Scope:
+        """The counters a set of budgets uses now, cached until one of their periods ends."""
         lines = []
-        spent = []
+        start, end = 0, FOREVER_MS
         for budget in budgets:
-            key = (budget.name, self._window(budget, now_ms)[0])
+            window_start, window_end = self._window(budget, now_ms)
+            start, end = max(start, window_start), min(end, window_end)
+            key = (budget.name, window_start)
             if not self.store.loaded(key):
                 await self._load(budget, key)
             lines.append((budget, key))
-            if budget.thresholds:
-                spent.append((budget, (await self.store.counter(key)).spent_pico))
-        return lines, spent
+        scope = _Scope(
+            budgets=budgets,
+            start=start,
+            end=end,
+            lines=lines,
+            watched=[(b, key) for b, key in lines if b.thresholds],
+            reserve_lines=[ReserveLine(key, b.limit_pico, b.limit_tokens) for b, key in lines],
+        )
+        if len(self._scopes) > 10_000:
+            self._scopes.clear()
+        self._scopes[id(budgets)] = scope
+        return scope
 
     async def _load(self, budget: Budget, key: CounterKey) -> None:
         """Rebuild a counter from the ledger (at start, a new period, a new budget)."""
@@ -168,13 +202,9 @@ class BudgetEnforcer:
         return substitute
 
     async def _hold(
-        self,
-        request: Request,
-        model: Model,
-        lines: list[tuple[Budget, CounterKey]],
-        admission: Admission,
+        self, request: Request, model: Model, scope: _Scope, admission: Admission
     ) -> Hold:
-        reserve_lines = [ReserveLine(key, b.limit_pico, b.limit_tokens) for b, key in lines]
+        reserve_lines = scope.reserve_lines
         bounds = [byte_bound(request.payload)]
         if model.tokenizer is not None:
             bounds.append(-1)  # an exact count, computed only if the byte bound is refused
@@ -194,7 +224,7 @@ class BudgetEnforcer:
                 return result
             refusal = result
         assert refusal is not None
-        budget = next(b for b, key in lines if key == refusal.key)
+        budget = next(b for b, key in scope.lines if key == refusal.key)
         raise self._refusal(budget, refusal.key[1], deferred=False, needed=refusal.needed_pico)
 
     async def _output_tokens(

@@ -60,6 +60,8 @@ class BudgetStore(Protocol):
 
     async def counter(self, key: CounterKey) -> Counter: ...
 
+    async def spent_pico(self, keys: Sequence[CounterKey]) -> list[int]: ...
+
 
 class MemoryBudgetStore:
     """Counters in this process; rebuilt from the ledger at start (see :meth:`load`)."""
@@ -111,6 +113,10 @@ class MemoryBudgetStore:
                 found.spent_pico, found.reserved_pico, found.spent_tokens, found.reserved_tokens
             )
         )
+
+    async def spent_pico(self, keys: Sequence[CounterKey]) -> list[int]:
+        counters = self._counters
+        return [counters[key].spent_pico if key in counters else 0 for key in keys]
 
     def forget_before(self, name: str, window_start: int) -> None:
         """Drop a budget's counters of past windows (they live on in the ledger)."""
