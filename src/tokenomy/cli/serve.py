@@ -35,6 +35,13 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the OpenAI-compatible gateway."""
+    if workers != 1:
+        raise click.BadParameter(
+            "budgets and rate limits are held in this process's memory, so several workers "
+            "would each allow the full limit; run one worker per gateway until the shared "
+            "(Redis) budget store exists",
+            param_hint="--workers",
+        )
     settings = load(config_path)  # validate before binding anything
     from tokenomy.pricing import Catalog
 
