@@ -35,9 +35,9 @@ MODELS = [
 ]
 
 
-def synthetic_events(count: int, rng: random.Random) -> list[UsageEvent]:
+def synthetic_events(first: int, count: int, rng: random.Random) -> list[UsageEvent]:
     events = []
-    for index in range(count):
+    for index in range(first, first + count):
         user = rng.randrange(40)
         team = user % 8
         model, tier = MODELS[rng.randrange(len(MODELS))]
@@ -92,15 +92,19 @@ def main() -> None:
         written = 0
         started = time.perf_counter()
         while written < args.events:
-            chunk = synthetic_events(min(50_000, args.events - written), rng)
+            chunk = synthetic_events(written, min(50_000, args.events - written), rng)
             for offset in range(0, len(chunk), args.batch):
                 store.write_batch(chunk[offset : offset + args.batch])
             written += len(chunk)
         write_s = time.perf_counter() - started
         conn = database.connect(url)
-        rollup_rows = conn.execute("SELECT COUNT(*) FROM rollup_minute").fetchone()[0]
+        stored = conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+        assert stored == written, f"{stored} events stored of {written} written"
+        minute_rows = conn.execute("SELECT COUNT(*) FROM rollup_minute").fetchone()[0]
+        hour_rows = conn.execute("SELECT COUNT(*) FROM rollup_hour").fetchone()[0]
         print(
-            f"events: {written:,}  rollup rows: {rollup_rows:,}  "
+            f"events: {written:,}  rollup rows: {minute_rows:,} per minute, "
+            f"{hour_rows:,} per hour  "
             f"write: {written / write_s:,.0f} events/s (batches of {args.batch}, incl. rollups)"
         )
         month = (START_MS, START_MS + 30 * DAY_MS)
@@ -113,7 +117,7 @@ def main() -> None:
             fast_s, fast = timed(conn, SpendQuery(group_by, *month))
             # The same question forced onto the raw events (an events-only field in the filter).
             slow_s, slow = timed(conn, SpendQuery(group_by, *month, {"status": "200"}), repeat=1)
-            assert fast["source"] == "rollup_minute" and slow["source"] == "events"
+            assert fast["source"] == "rollup_hour" and slow["source"] == "events"
             assert fast["total_cost_usd"] == slow["total_cost_usd"], "rollups disagree with events"
             print(
                 f"{label:<44} {fast_s * 1000:>8.1f}ms {slow_s * 1000:>8.1f}ms "
