@@ -60,6 +60,10 @@ class UpstreamConfig(_Frozen):
     connect_timeout_s: float = Field(default=10.0, gt=0)
     max_connections: int = Field(default=256, ge=1)
     headers: dict[str, str] = Field(default_factory=dict)
+    # Azure OpenAI: `auth_header: api-key` sends the key bare in that header, and
+    # `query: {api-version: "2024-10-21"}` is added to every URL.
+    auth_header: str = "authorization"
+    query: dict[str, str] = Field(default_factory=dict)
 
     @property
     def resolved_kind(self) -> Literal["openai", "anthropic"]:

@@ -7,6 +7,7 @@ alive per upstream and its streaming reads are cheap.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -22,6 +23,7 @@ class UpstreamClient:
         self.config = config
         self.kind = config.resolved_kind
         self.base_url = config.base_url.rstrip("/")
+        self._query = "?" + urlencode(config.query) if config.query else ""
         self._session: aiohttp.ClientSession | None = None
         self._headers = self._auth_headers()
 
@@ -33,7 +35,8 @@ class UpstreamClient:
             if key:
                 headers["x-api-key"] = key
         elif key:
-            headers["authorization"] = f"Bearer {key}"
+            name = self.config.auth_header.lower()
+            headers[name] = f"Bearer {key}" if name == "authorization" else key
         return headers
 
     async def start(self) -> None:
@@ -61,7 +64,9 @@ class UpstreamClient:
         """Send a request; the caller reads and releases the response."""
         assert self._session is not None, "upstream client not started"
         try:
-            return await self._session.post(self.base_url + path, data=body, headers=self._headers)
+            return await self._session.post(
+                self.base_url + path + self._query, data=body, headers=self._headers
+            )
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"upstream {self.name!r} did not answer within {self.config.timeout_s:g} s"
@@ -71,7 +76,8 @@ class UpstreamClient:
 
     async def get(self, path: str) -> Any:
         assert self._session is not None
-        async with self._session.get(self.base_url + path, headers=self._headers) as response:
+        url = self.base_url + path + self._query
+        async with self._session.get(url, headers=self._headers) as response:
             return await response.json()
 
 
