@@ -22,27 +22,30 @@ def test_every_source_gives_the_same_exact_totals(gateway: Gateway) -> None:
             messages=[{"role": "user", "content": f"item {index} " * (index + 1)}],
             max_tokens=3 + index,
         )
+    day_start = started.replace(hour=0, minute=0, second=0, microsecond=0)
     hour_start = started.replace(minute=0, second=0, microsecond=0)
+    if hour_start == day_start:
+        hour_start -= timedelta(hours=1)
     minute_start = started.replace(second=0, microsecond=0)
-    if minute_start == hour_start:
+    if minute_start == started.replace(minute=0, second=0, microsecond=0):
         minute_start -= timedelta(minutes=1)
     unaligned = started - timedelta(milliseconds=500)
     answers = {}
-    for start in (hour_start, minute_start, unaligned):
+    for start in (day_start, hour_start, minute_start, unaligned):
         result = gateway.admin(
             "GET",
             "/admin/spend",
             params={"group_by": "model", "team": "sources", "from": start.isoformat()},
         ).json()
         answers[result["source"]] = result
-    assert set(answers) == {"rollup_hour", "rollup_minute", "events"}
+    assert set(answers) == {"rollup_day", "rollup_hour", "rollup_minute", "events"}
     totals = {source: Decimal(result["total_cost_usd"]) for source, result in answers.items()}
     assert len(set(totals.values())) == 1 and totals["events"] > 0
     rows = {
         source: sorted((r["model"], r["requests"], r["cost_usd"]) for r in result["rows"])
         for source, result in answers.items()
     }
-    assert rows["rollup_hour"] == rows["rollup_minute"] == rows["events"]
+    assert rows["rollup_day"] == rows["rollup_hour"] == rows["rollup_minute"] == rows["events"]
     assert sum(r[1] for r in rows["events"]) == 12
 
     by_minute = gateway.admin(

@@ -13,6 +13,32 @@ from pathlib import Path
 
 from tokenomy.errors import ConfigError
 
+ROLLUP_DIMENSION_COLUMNS = (
+    "tenant, key_id, user, team, department, project, environment, workflow, model, tier, upstream"
+)
+ROLLUP_SUM_COLUMNS = (
+    "requests, errors, estimated, cache_hits, input_tokens, cache_read_tokens, "
+    "cache_write_tokens, output_tokens, reasoning_tokens, cost_pico, latency_ms_sum"
+)
+
+
+def _coarser_rollup(table: str, column: str, seconds: int) -> str:
+    """A rollup table with longer time buckets than rollup_minute, filled from it."""
+    dimensions = ", ".join(f"{d} TEXT NOT NULL" for d in ROLLUP_DIMENSION_COLUMNS.split(", "))
+    sums = ", ".join(
+        f"{c} {'REAL' if c == 'latency_ms_sum' else 'INTEGER'} NOT NULL"
+        for c in ROLLUP_SUM_COLUMNS.split(", ")
+    )
+    totals = ", ".join(f"SUM({c})" for c in ROLLUP_SUM_COLUMNS.split(", "))
+    bucket = f"minute / {seconds} * {seconds}"
+    return f"""
+        CREATE TABLE {table} ({column} INTEGER NOT NULL, {dimensions}, {sums},
+            PRIMARY KEY ({column}, {ROLLUP_DIMENSION_COLUMNS}));
+        INSERT INTO {table} SELECT {bucket}, {ROLLUP_DIMENSION_COLUMNS}, {totals}
+        FROM rollup_minute GROUP BY {bucket}, {ROLLUP_DIMENSION_COLUMNS};
+        """
+
+
 MIGRATIONS: list[tuple[str, str]] = [
     (
         "0001_keys",
@@ -102,47 +128,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
-    (
-        "0003_rollup_hour",
-        """
-        CREATE TABLE rollup_hour (
-            hour INTEGER NOT NULL,
-            tenant TEXT NOT NULL,
-            key_id TEXT NOT NULL,
-            user TEXT NOT NULL,
-            team TEXT NOT NULL,
-            department TEXT NOT NULL,
-            project TEXT NOT NULL,
-            environment TEXT NOT NULL,
-            workflow TEXT NOT NULL,
-            model TEXT NOT NULL,
-            tier TEXT NOT NULL,
-            upstream TEXT NOT NULL,
-            requests INTEGER NOT NULL,
-            errors INTEGER NOT NULL,
-            estimated INTEGER NOT NULL,
-            cache_hits INTEGER NOT NULL,
-            input_tokens INTEGER NOT NULL,
-            cache_read_tokens INTEGER NOT NULL,
-            cache_write_tokens INTEGER NOT NULL,
-            output_tokens INTEGER NOT NULL,
-            reasoning_tokens INTEGER NOT NULL,
-            cost_pico INTEGER NOT NULL,
-            latency_ms_sum REAL NOT NULL,
-            PRIMARY KEY (hour, tenant, key_id, user, team, department, project,
-                         environment, workflow, model, tier, upstream)
-        );
-        INSERT INTO rollup_hour
-        SELECT minute / 3600 * 3600, tenant, key_id, user, team, department, project,
-               environment, workflow, model, tier, upstream, SUM(requests), SUM(errors),
-               SUM(estimated), SUM(cache_hits), SUM(input_tokens), SUM(cache_read_tokens),
-               SUM(cache_write_tokens), SUM(output_tokens), SUM(reasoning_tokens),
-               SUM(cost_pico), SUM(latency_ms_sum)
-        FROM rollup_minute
-        GROUP BY minute / 3600 * 3600, tenant, key_id, user, team, department, project,
-                 environment, workflow, model, tier, upstream;
-        """,
-    ),
+    ("0003_rollup_hour", _coarser_rollup("rollup_hour", "hour", 3600)),
     (
         "0004_budgets",
         """
@@ -175,6 +161,7 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE keys ADD COLUMN allow_critical INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    ("0005_rollup_day", _coarser_rollup("rollup_day", "day", 86400)),
 ]
 
 

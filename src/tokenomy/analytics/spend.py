@@ -1,8 +1,8 @@
 """Spend grouped by any principal dimension, model, tier, workflow, tag or time bucket.
 
-Reads the coarsest rollup that answers the question exactly (hourly for hour-aligned
-ranges, per minute for minute-aligned ones, rollup dimensions only) and the raw events
-otherwise; all give the same exact figures.
+Reads the coarsest rollup that answers the question exactly (daily for day-aligned UTC
+ranges, hourly for hour-aligned ones, per minute for minute-aligned ones; rollup
+dimensions only) and the raw events otherwise; all give the same exact figures.
 Costs are summed as two integer parts (whole micro-dollars and the pico remainder) so
 SQLite's 64-bit SUM never overflows and the total stays exact.
 """
@@ -28,6 +28,8 @@ TIME_BUCKETS = {
     "month": "%Y-%m",
 }
 GROUPABLE = (*ROLLUP_DIMENSIONS, *EVENT_DIMENSIONS, *TIME_BUCKETS)
+# The longest rollup bucket that can still answer each time grouping (UTC months are days).
+_BUCKET_SECONDS = {"minute": 60, "hour": 3600, "day": 86400, "month": 86400}
 _SPLIT = 1_000_000  # pico-dollars per micro-dollar
 _SUMS = (
     "requests",
@@ -65,8 +67,12 @@ class SpendQuery:
         ``(events, None)`` when the question needs a field only events have."""
         fields = [*self.group_by, *self.filters]
         if all(name in ROLLUP_DIMENSIONS or name in TIME_BUCKETS for name in fields):
+            finest = min(
+                (_BUCKET_SECONDS[name] for name in fields if name in TIME_BUCKETS),
+                default=_BUCKET_SECONDS["month"],
+            )
             for table, column, seconds in reversed(ROLLUPS):
-                if "minute" in self.group_by and seconds > 60:
+                if seconds > finest:
                     continue
                 bounds = (self.start_ms, self.end_ms)
                 if all(ms is None or ms % (seconds * 1000) == 0 for ms in bounds):

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from tokenomy.database import ROLLUP_DIMENSION_COLUMNS, ROLLUP_SUM_COLUMNS
 from tokenomy.ledger.event import UsageEvent
 
 _EVENT_COLUMNS = (
@@ -17,24 +18,14 @@ _EVENT_COLUMNS = (
     "latency_ms, ttft_ms, status, error, stream, cache_hit, estimated, prompt, completion"
 )
 _INSERT_EVENT = f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 32)})"
-_SUM_COLUMNS = (
-    "requests",
-    "errors",
-    "estimated",
-    "cache_hits",
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_pico",
-    "latency_ms_sum",
-)
-_DIMENSIONS = (
-    "tenant, key_id, user, team, department, project, environment, workflow, model, tier, upstream"
-)
+_SUM_COLUMNS = ROLLUP_SUM_COLUMNS.split(", ")
+_DIMENSIONS = ROLLUP_DIMENSION_COLUMNS
 # Rollup tables: name, time column, bucket length in seconds.
-ROLLUPS = (("rollup_minute", "minute", 60), ("rollup_hour", "hour", 3600))
+ROLLUPS = (
+    ("rollup_minute", "minute", 60),
+    ("rollup_hour", "hour", 3600),
+    ("rollup_day", "day", 86400),
+)
 
 
 def _upsert_sql(table: str, time_column: str) -> str:
