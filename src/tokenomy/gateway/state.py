@@ -30,6 +30,7 @@ class Gateway:
     settings: Settings
     catalog: Catalog
     conn: sqlite3.Connection
+    budget_conn: sqlite3.Connection
     keys: KeyStore
     ledger: LedgerWriter
     budgets: BudgetBook
@@ -52,6 +53,7 @@ class Gateway:
             settings=settings,
             catalog=catalog,
             conn=conn,
+            budget_conn=budget_conn,
             keys=KeyStore(conn),
             ledger=LedgerWriter(settings.database, settings.ledger.max_batch),
             budgets=book,
@@ -90,3 +92,4 @@ class Gateway:
         await self.alerts.close()
         await self.ledger.stop()
         self.conn.close()
+        self.budget_conn.close()
