@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -83,58 +85,47 @@ class BudgetBook:
     def put(self, name: str, raw: Any, actor: str) -> Budget:
         budget = parse_budget(name, raw, actor)
         new = orjson.dumps(budget.public()).decode()
-        now = int(time.time() * 1000)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                row = self._conn.execute(
-                    "SELECT definition FROM budgets WHERE name = ?", (name,)
-                ).fetchone()
-                self._conn.execute(
-                    "INSERT INTO budgets (name, definition, updated_ms, updated_by) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "definition = excluded.definition, updated_ms = excluded.updated_ms, "
-                    "updated_by = excluded.updated_by",
-                    (name, new, now, actor),
-                )
-                if row is None or row[0] != new:
-                    self._record_change(
-                        now,
-                        actor,
-                        name,
-                        "create" if row is None else "update",
-                        row[0] if row else None,
-                        new,
-                    )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as now:
+            old = self._definition(name)
+            self._conn.execute(
+                "INSERT INTO budgets (name, definition, updated_ms, updated_by) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "definition = excluded.definition, updated_ms = excluded.updated_ms, "
+                "updated_by = excluded.updated_by",
+                (name, new, now, actor),
+            )
+            if old != new:
+                change = "create" if old is None else "update"
+                self._record_change(now, actor, name, change, old, new)
         self.reload()
         return self._budgets[name]
 
     def delete(self, name: str, actor: str) -> None:
-        now = int(time.time() * 1000)
+        with self._transaction() as now:
+            old = self._definition(name)
+            if old is None:
+                raise NotFound(f"no budget named {name!r}", param="name", code="budget_not_found")
+            self._conn.execute("DELETE FROM budgets WHERE name = ?", (name,))
+            self._record_change(now, actor, name, "delete", old, None)
+        self.reload()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[int]:
+        """One write transaction (all or nothing), yielding its time in epoch ms."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                row = self._conn.execute(
-                    "SELECT definition FROM budgets WHERE name = ?", (name,)
-                ).fetchone()
-                if row is None:
-                    self._conn.execute("ROLLBACK")
-                    raise NotFound(
-                        f"no budget named {name!r}", param="name", code="budget_not_found"
-                    )
-                self._conn.execute("DELETE FROM budgets WHERE name = ?", (name,))
-                self._record_change(now, actor, name, "delete", row[0], None)
-                self._conn.execute("COMMIT")
-            except NotFound:
-                raise
+                yield int(time.time() * 1000)
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
-        self.reload()
+            self._conn.execute("COMMIT")
+
+    def _definition(self, name: str) -> str | None:
+        row = self._conn.execute(
+            "SELECT definition FROM budgets WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def _record_change(
         self, now: int, actor: str, name: str, change: str, old: str | None, new: str | None

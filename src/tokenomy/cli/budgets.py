@@ -19,7 +19,7 @@ from tokenomy import database
 from tokenomy.budgets.book import BudgetBook
 from tokenomy.budgets.enforcer import BudgetEnforcer
 from tokenomy.budgets.store import MemoryBudgetStore
-from tokenomy.cli.common import clean_errors, config_option, load
+from tokenomy.cli.common import clean_errors, config_option, echo_json, load, print_table
 from tokenomy.pricing import Catalog
 
 
@@ -124,7 +124,7 @@ def set_budget(
         }
     enforcer = _enforcer(config_path)
     budget = enforcer.book.put(name, definition, _actor())
-    _print_state(asyncio.run(enforcer.state(budget)))
+    echo_json(asyncio.run(enforcer.state(budget)))
 
 
 @budgets.command("list")
@@ -140,9 +140,8 @@ def list_budgets(config_path: str | None, as_json: bool) -> None:
 
     rows = asyncio.run(states())
     if as_json:
-        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        echo_json(rows)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("budget", "scope", "period", "limit", "spent", "used", "action", "resets")
@@ -157,10 +156,7 @@ def list_budgets(config_path: str | None, as_json: bool) -> None:
             r["active_action"] or "",
             r["resets_at"] or "never",
         )
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    console.print(table)
+    print_table(table)
 
 
 @budgets.command("show")
@@ -170,7 +166,7 @@ def list_budgets(config_path: str | None, as_json: bool) -> None:
 def show(config_path: str | None, name: str) -> None:
     """One budget's definition and state, as JSON."""
     enforcer = _enforcer(config_path)
-    _print_state(asyncio.run(enforcer.state(enforcer.book.get(name))))
+    echo_json(asyncio.run(enforcer.state(enforcer.book.get(name))))
 
 
 @budgets.command("delete")
@@ -192,7 +188,3 @@ def audit(config_path: str | None, name: str | None, limit: int) -> None:
     """Who changed budgets, when, from what to what (newest first)."""
     for entry in _enforcer(config_path).book.audit(name, limit):
         click.echo(orjson.dumps(entry).decode())
-
-
-def _print_state(state: dict[str, Any]) -> None:
-    click.echo(orjson.dumps(state, option=orjson.OPT_INDENT_2).decode())

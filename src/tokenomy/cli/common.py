@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import orjson
 
 from tokenomy.config import Settings, load_settings
 from tokenomy.errors import ConfigError, TokenomyError
@@ -42,3 +43,18 @@ def clean_errors(func: F) -> F:
             raise click.ClickException(getattr(exc, "message", str(exc))) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def echo_json(data: Any) -> None:
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def print_table(table: Any) -> None:
+    """A rich table on the terminal; piped or captured output is never wrapped to 80
+    columns (names would break across lines)."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=240)
+    console.print(table)

@@ -6,7 +6,7 @@ import click
 import orjson
 
 from tokenomy import database
-from tokenomy.cli.common import clean_errors, config_option, load
+from tokenomy.cli.common import clean_errors, config_option, echo_json, load, print_table
 from tokenomy.principals import KeyStore
 
 
@@ -75,9 +75,8 @@ def list_keys(config_path: str | None, include_revoked: bool, as_json: bool) -> 
     """List keys (never their secrets)."""
     records = _store(config_path).list(include_revoked)
     if as_json:
-        click.echo(orjson.dumps(records, option=orjson.OPT_INDENT_2).decode())
+        echo_json(records)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table("id", "prefix", "user", "team", "department", "project", "env", "revoked")
@@ -92,7 +91,7 @@ def list_keys(config_path: str | None, include_revoked: bool, as_json: bool) -> 
             r["environment"],
             "yes" if r["revoked_at"] else "",
         )
-    Console().print(table)
+    print_table(table)
 
 
 @keys.command("revoke")

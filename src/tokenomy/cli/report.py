@@ -7,11 +7,10 @@ import io
 from typing import Any
 
 import click
-import orjson
 
 from tokenomy import database
 from tokenomy.analytics.spend import query_spend, spend_query
-from tokenomy.cli.common import clean_errors, config_option, load
+from tokenomy.cli.common import clean_errors, config_option, echo_json, load, print_table
 
 COLUMNS = (
     "requests",
@@ -61,7 +60,7 @@ def report(
     finally:
         conn.close()
     if fmt == "json":
-        click.echo(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+        echo_json(result)
     elif fmt == "csv":
         click.echo(_csv(result), nl=False)
     else:
@@ -78,7 +77,6 @@ def _csv(result: dict[str, Any]) -> str:
 
 
 def _table(result: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(*result["group_by"], *COLUMNS, title="spend")
@@ -86,8 +84,5 @@ def _table(result: dict[str, Any]) -> None:
         column.justify = "right"
     for row in result["rows"]:
         table.add_row(*(str(row[g]) for g in result["group_by"]), *(str(row[c]) for c in COLUMNS))
-    console = Console()
-    if not console.is_terminal:  # piped or captured: never wrap names to fit 80 columns
-        console = Console(width=240)
-    console.print(table)
+    print_table(table)
     click.echo(f"total: ${result['total_cost_usd']} over {result['total_requests']} requests")

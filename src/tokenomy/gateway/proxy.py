@@ -219,18 +219,28 @@ async def admit(gateway: Gateway, call: Call, caller: Caller) -> None:
     call.rate_tokens = estimate
 
 
+async def fail(
+    gateway: Gateway,
+    call: Call,
+    send: Send,
+    error: TokenomyError,
+    usage: Usage | None = None,
+    estimated: bool = False,
+) -> None:
+    """Answer an error. Upstream failures are recorded (with what the provider probably
+    billed, or nothing); requests refused before reaching it are not."""
+    if isinstance(error, UpstreamError):
+        await record_failure(gateway, call, error, usage or Usage(), estimated)
+    await send_error(send, error, call.headers("0"))
+
+
 async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
     try:
         answer = await upstream_call.complete(gateway, call)
-    except UpstreamError as exc:
-        # Nothing usable came back; the provider reported no usage to bill.
-        await record_failure(gateway, call, exc, Usage(), estimated=False)
-        return await send_error(send, exc, call.headers("0"))
     except TokenomyError as exc:
-        return await send_error(send, exc, call.headers("0"))
+        return await fail(gateway, call, send, exc)
     if answer.failure is not None:
-        await record_failure(gateway, call, answer.failure, answer.usage, answer.estimated)
-        return await send_error(send, answer.failure, call.headers("0"))
+        return await fail(gateway, call, send, answer.failure, answer.usage, answer.estimated)
     event, cost = call.event(answer.usage, status=200, estimated=answer.estimated)
     if not await commit(gateway, event, send, call):
         return

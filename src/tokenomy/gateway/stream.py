@@ -20,9 +20,9 @@ import aiohttp
 import orjson
 
 from tokenomy.errors import TokenomyError, UpstreamError
-from tokenomy.gateway.asgi import EVENT_STREAM, Receive, Send, send_error
+from tokenomy.gateway.asgi import EVENT_STREAM, Receive, Send
 from tokenomy.gateway.call import Call
-from tokenomy.gateway.proxy import record, record_failure
+from tokenomy.gateway.proxy import fail, record
 from tokenomy.gateway.state import Gateway
 from tokenomy.gateway.upstream_call import rejection, upstream_request
 from tokenomy.upstream.client import read_body
@@ -112,19 +112,16 @@ async def relay_stream(gateway: Gateway, call: Call, receive: Receive, send: Sen
     try:
         client, path, body = upstream_request(gateway, call, stream=True)
         response = await client.post(path, body)
-    except UpstreamError as exc:
-        await record_failure(gateway, call, exc, Usage(), estimated=False)
-        return await send_error(send, exc, call.headers("0"))
     except TokenomyError as exc:
-        return await send_error(send, exc, call.headers("0"))
+        return await fail(gateway, call, send, exc)
     if response.status >= 400:
         try:
             raw = await read_body(response, client.name)
         except UpstreamError:
             raw = b""
-        failure = rejection(client, response.status, raw, response.headers)
-        await record_failure(gateway, call, failure, Usage(), estimated=False)
-        return await send_error(send, failure, call.headers("0"))
+        return await fail(
+            gateway, call, send, rejection(client, response.status, raw, response.headers)
+        )
 
     relay = _Relay(call, _translator(call, client.kind))
     headers = [EVENT_STREAM, (b"cache-control", b"no-cache"), *call.headers("pending")]
