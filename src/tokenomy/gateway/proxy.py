@@ -260,6 +260,8 @@ async def record(gateway: Gateway, call: Call, event: UsageEvent) -> None:
         gateway.rate_limiter.adjust(call.principal.key_id, tokens - call.rate_tokens)
         call.rate_tokens = 0
     await gateway.ledger.record(event)
+    if gateway.listeners:
+        gateway.publish(event)
 
 
 async def record_failure(

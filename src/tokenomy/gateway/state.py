@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,7 @@ from tokenomy.budgets.book import BudgetBook
 from tokenomy.budgets.enforcer import BudgetEnforcer
 from tokenomy.budgets.store import MemoryBudgetStore
 from tokenomy.config import Settings
-from tokenomy.ledger import LedgerWriter
+from tokenomy.ledger import LedgerWriter, UsageEvent
 from tokenomy.pricing import Catalog
 from tokenomy.principals import KeyStore
 from tokenomy.ratelimit import RateLimiter
@@ -38,7 +39,17 @@ class Gateway:
     alerts: AlertSender
     rate_limiter: RateLimiter
     upstreams: dict[str, UpstreamClient] = field(default_factory=dict)
+    # Called with every ledger event once it is committed (metrics, live dashboard feeds).
+    # They run on the event loop in the request path: keep them to a few microseconds.
+    listeners: list[Callable[[UsageEvent], None]] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def publish(self, event: UsageEvent) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # a broken observer must never fail a request
+                log.exception("ledger listener failed")
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
