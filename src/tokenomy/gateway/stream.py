@@ -89,9 +89,9 @@ class _Relay:
         return out
 
     def final_usage(self) -> tuple[Usage, bool]:
-        if self.usage is not None and self.saw_done:
-            return self.usage, False
-        if self.usage is not None:  # usage arrived, the end marker did not: still billing truth
+        """Reported usage is billing truth (even when the end marker never came); without
+        it, count what was delivered and flag the event estimated."""
+        if self.usage is not None:
             return self.usage, False
         return self.call.estimated_usage("".join(self.texts)), True
 
