@@ -115,6 +115,15 @@ class ServerConfig(_Frozen):
     max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
 
 
+class TelemetryConfig(_Frozen):
+    # GET /metrics without the admin key (scrapers on a private network); false: admin key.
+    metrics_public: bool = True
+    # OTLP/HTTP traces (needs the `otel` extra), e.g. http://collector:4318 or a full
+    # .../v1/traces URL; unset: no spans are built at all.
+    otlp_endpoint: str | None = None
+    service_name: str = "tokenomy"
+
+
 class Settings(_Frozen):
     database: str = "sqlite:///./tokenomy.db"
     admin_key: str | None = None
@@ -123,6 +132,7 @@ class Settings(_Frozen):
     models: list[ModelConfig] = Field(default_factory=list)
     ledger: LedgerConfig = LedgerConfig()
     server: ServerConfig = ServerConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     # Budgets applied (created or replaced) at start; the admin API and CLI manage more.
     budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -18,6 +18,7 @@ from tokenomy.gateway.call import new_request_id
 from tokenomy.gateway.endpoints import ROUTES
 from tokenomy.gateway.models_route import list_models
 from tokenomy.gateway.state import Gateway
+from tokenomy.telemetry.metrics import serve_metrics
 
 log = logging.getLogger("tokenomy.gateway")
 
@@ -41,6 +42,9 @@ class TokenomyApp:
             if path == "/v1/models" and scope["method"] == "GET":
                 assert self.gateway is not None, "lifespan did not run"
                 return await list_models(self.gateway, scope, send)
+            if path == "/metrics" and scope["method"] == "GET":
+                assert self.gateway is not None, "lifespan did not run"
+                return await serve_metrics(self.gateway, scope, send)
             if path.startswith("/v1/") and endpoint is None:
                 error = NotFound(
                     f"no route {scope['method']} {path} on this gateway", code="unknown_route"

@@ -20,6 +20,8 @@ from tokenomy.ledger import LedgerWriter, UsageEvent
 from tokenomy.pricing import Catalog
 from tokenomy.principals import KeyStore
 from tokenomy.ratelimit import RateLimiter
+from tokenomy.telemetry import tracing
+from tokenomy.telemetry.metrics import GatewayMetrics
 from tokenomy.upstream.client import UpstreamClient
 
 log = logging.getLogger("tokenomy.gateway")
@@ -42,6 +44,8 @@ class Gateway:
     # Called with every ledger event once it is committed (metrics, live dashboard feeds).
     # They run on the event loop in the request path: keep them to a few microseconds.
     listeners: list[Callable[[UsageEvent], None]] = field(default_factory=list)
+    metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
+    spans: tracing.SpanEmitter | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def publish(self, event: UsageEvent) -> None:
@@ -73,6 +77,7 @@ class Gateway:
             ),
             alerts=alerts,
             rate_limiter=RateLimiter(),
+            metrics=GatewayMetrics(tracing.providers(settings)),
             upstreams={
                 name: UpstreamClient(name, config) for name, config in settings.upstreams.items()
             },
@@ -80,6 +85,10 @@ class Gateway:
 
     async def start(self) -> None:
         self.ledger.start()
+        self.listeners.append(self.metrics.observer.observe)
+        self.spans = tracing.from_settings(self.settings)
+        if self.spans is not None:
+            self.listeners.append(self.spans.observe)
         for client in self.upstreams.values():
             await client.start()
         self._tasks.append(asyncio.create_task(self._follow_budget_changes()))
@@ -102,5 +111,7 @@ class Gateway:
             await client.close()
         await self.alerts.close()
         await self.ledger.stop()
+        if self.spans is not None:
+            self.spans.close()
         self.conn.close()
         self.budget_conn.close()
