@@ -7,6 +7,7 @@ import click
 from tokenomy import __version__
 from tokenomy.cli.budgets import budgets
 from tokenomy.cli.export import export
+from tokenomy.cli.forecast import forecast
 from tokenomy.cli.keys import keys
 from tokenomy.cli.report import report
 from tokenomy.cli.serve import serve
@@ -22,6 +23,7 @@ cli.add_command(serve)
 cli.add_command(keys)
 cli.add_command(budgets)
 cli.add_command(report)
+cli.add_command(forecast)
 cli.add_command(export)
 
 
