@@ -214,11 +214,11 @@ def _split(
             weights = {c: Decimal(1) for c in classes}
         billed = {c: from_pico(share) for c, share in _apportion(cost_pico, weights).items()}
     if prices:
-        return [(c, billed[c], prices[c], model_source(model)) for c in classes]
+        return [(c, billed[c], prices[c], _price_source(model)) for c in classes]
     return [(c, billed[c], _billed_unit_price(billed[c], tokens[c]), "ledger") for c in classes]
 
 
-def model_source(model: Model | None) -> str:
+def _price_source(model: Model | None) -> str:
     return "ledger" if model is None else model.price.source
 
 
