@@ -189,9 +189,13 @@ def test_a_real_gateway_exports_one_span_per_ledger_event(
         client = openai.OpenAI(
             base_url=gw.base_url, api_key=gw.create_key(team="support"), max_retries=0
         )
+        trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
         for model in ("premium-model", "claude-sonnet"):
             client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=8
+                model=model,
+                messages=[{"role": "user", "content": "hi"}],
+                max_tokens=8,
+                extra_headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"},
             )
         client.embeddings.create(model="embed-small", input="words")
         with pytest.raises(openai.APIStatusError):
@@ -220,6 +224,11 @@ def test_a_real_gateway_exports_one_span_per_ledger_event(
         if event["status"] >= 400:
             assert attributes["error.type"] == str(event["status"])
             assert span.status.code == 2  # STATUS_CODE_ERROR
+        if event["endpoint"] == "chat.completions" and event["status"] == 200:
+            # The caller's trace context and the request's output limit travel along.
+            assert span.trace_id.hex() == trace_id
+            assert span.parent_span_id.hex() == "00f067aa0ba902b7"
+            assert attributes["gen_ai.request.max_tokens"] == "8"
     providers = {
         _value(a) for _, _, s in received for a in s.attributes if a.key == "gen_ai.provider.name"
     }

@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from tokenomy.budgets.bounds import output_limit
 from tokenomy.budgets.enforcer import Admission
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.ledger import UsageEvent
@@ -42,6 +43,7 @@ class Call:
     rewritten: bool = False  # the payload changed since it arrived (re-serialize it)
     rate_tokens: int = 0  # tokens the rate limiter counted at admission
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    traceparent: str | None = None
 
     def headers(self, cost: str) -> list[tuple[bytes, bytes]]:
         return [
@@ -97,6 +99,11 @@ class Call:
             stream=stream,
             estimated=estimated,
         )
+        limit = output_limit(self.payload)
+        if limit is not None:
+            event.extra["gen_ai.request.max_tokens"] = str(limit)
+        if self.traceparent:
+            event.extra["traceparent"] = self.traceparent
         if self.store_content:
             event.prompt = orjson.dumps(
                 self.payload.get("messages")

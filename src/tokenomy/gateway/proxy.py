@@ -55,11 +55,12 @@ class Caller:
     workflow: str
     tags: dict[str, str]
     priority: Priority
+    traceparent: str | None = None  # W3C trace context, so our spans join the caller's trace
 
 
 def authenticate(gateway: Gateway, scope: Scope) -> Caller:
     """The key's principal, plus the workflow, tags and priority the request adds by header."""
-    authorization = workflow = tags = api_key = priority = None
+    authorization = workflow = tags = api_key = priority = traceparent = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization = value
@@ -71,6 +72,8 @@ def authenticate(gateway: Gateway, scope: Scope) -> Caller:
             tags = value
         elif name == b"x-tokenomy-priority":
             priority = value
+        elif name == b"traceparent":
+            traceparent = value
     key: str | None = None
     if authorization is not None:
         scheme, _, token = authorization.decode("latin-1").partition(" ")
@@ -90,7 +93,13 @@ def authenticate(gateway: Gateway, scope: Scope) -> Caller:
         )
     workflow_name = workflow.decode("utf-8", "replace").strip()[:MAX_WORKFLOW] if workflow else ""
     extra_tags = parse_tags(tags.decode("utf-8", "replace"), "x-tokenomy-tags") if tags else {}
-    return Caller(principal, workflow_name, extra_tags, _priority(priority))
+    return Caller(
+        principal,
+        workflow_name,
+        extra_tags,
+        _priority(priority),
+        traceparent.decode("latin-1")[:128] if traceparent else None,
+    )
 
 
 def _priority(raw: bytes | None) -> Priority:
@@ -158,6 +167,7 @@ async def handle(
         workflow=caller.workflow,
         tags=caller.tags,
         store_content=gateway.settings.ledger.store_content,
+        traceparent=caller.traceparent,
     )
     try:
         await admit(gateway, call, caller)
