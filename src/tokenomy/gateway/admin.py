@@ -264,6 +264,9 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
         with reader(gw) as conn:
             return request_detail(conn, request_id)
 
+    from tokenomy.gateway.dashboard import register_dashboard  # /ui (imports this module)
+
+    register_dashboard(app)
     return app
 
 

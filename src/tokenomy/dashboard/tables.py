@@ -1,0 +1,95 @@
+"""The models page (prices by token class, tier, share of spend) and the requests page
+(the latest requests, with their cost and route reason)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+from tokenomy.analytics.requests import latest_requests
+from tokenomy.dashboard import figures, ranges
+from tokenomy.dashboard.memo import RollupMemo, Sums
+from tokenomy.pricing.catalog import Model
+
+REQUEST_FILTERS = (
+    "tenant",
+    "key_id",
+    "user",
+    "team",
+    "department",
+    "project",
+    "environment",
+    "workflow",
+    "model",
+    "requested_model",
+    "tier",
+    "upstream",
+    "route_reason",
+    "endpoint",
+    "status",
+)
+
+
+def _price(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def models_page(
+    conn: sqlite3.Connection, memo: RollupMemo, catalog: Iterable[Model], now_ms: int
+) -> dict[str, Any]:
+    month = ranges.month(now_ms)
+    grouped = memo.grouped(conn, "day", month.start_ms, month.end_ms, "model", now_ms=now_ms)
+    spend = figures.by_group(grouped)
+    whole = figures.total(grouped).cost_pico
+    models: list[dict[str, Any]] = []
+    ranking: list[tuple[int, str]] = []
+    for model in catalog:
+        price = model.price
+        sums = spend.pop(model.name, Sums())
+        ranking.append((sums.cost_pico, model.name))
+        models.append(
+            {
+                "name": model.name,
+                "upstream": model.upstream,
+                "upstream_model": model.target,
+                "kind": model.kind,
+                "tier": model.tier,
+                "price_source": price.source,
+                "input_per_mtok": _price(price.input_per_mtok),
+                "cached_input_per_mtok": _price(price.cached_input_per_mtok),
+                "cache_write_per_mtok": _price(price.cache_write_per_mtok),
+                "output_per_mtok": _price(price.output_per_mtok),
+                "batch_discount": _price(price.batch_discount),
+                "tiered": price.tiered is not None,
+                "month": figures.row(sums, whole),
+            }
+        )
+    order = {name: i for i, (_, name) in enumerate(sorted(ranking, key=lambda r: (-r[0], r[1])))}
+    models.sort(key=lambda m: order[m["name"]])
+    # Spend on models no longer in the catalog still counts in the month's total.
+    retired = [{"name": name, "month": figures.row(sums, whole)} for name, sums in spend.items()]
+    return {
+        "window": month.public(),
+        "month_cost_usd": figures.usd(whole),
+        "models": models,
+        "retired": retired,
+    }
+
+
+def requests_page(
+    conn: sqlite3.Connection, limit: int, filters: dict[str, str], store_content: bool
+) -> dict[str, Any]:
+    rows = latest_requests(conn, limit, filters)
+    if not store_content:
+        for row in rows:
+            row.pop("prompt", None)
+            row.pop("completion", None)
+    return {
+        "rows": rows,
+        "limit": limit,
+        "filters": filters,
+        "store_content": store_content,
+        "filterable": list(REQUEST_FILTERS),
+    }
