@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/tokenomy demo $(DEMO_ARGS)
 
 test: $(STAMP)
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
