@@ -34,7 +34,7 @@ from tokenomy.forecast.series import Series, ledger_series
 from tokenomy.money import from_pico, to_pico, usd_str
 
 LEVEL = 0.9  # central prediction interval: 5th to 95th percentile
-LOOKBACK_DAYS = 28
+LOOKBACK_DAYS = 14  # two weeks of hours: a fit takes well under a second
 HOURLY_FROM = 24  # hours of history before hourly ETS
 DAILY_SEASON_FROM = 72  # hours of history before a daily season
 MIN_MINUTES = 10  # minutes of history before any projection
@@ -135,40 +135,9 @@ def forecast_budget(
     total = query_spend(conn, SpendQuery([], start, None if end >= FOREVER_MS else end, filters))
     spent = to_pico(Decimal(total["total_cost_usd"]))
     remaining = budget.limit_pico - spent
-    now_s = now_ms // 1000
-    hourly = ledger_series(conn, filters, now_s - LOOKBACK_DAYS * 86400, now_s, 3600).trimmed()
     note = "a total budget never resets: projected over the next 30 days; " if end > horizon else ""
-    projection: _Projection | None = None
-    if len(hourly.values) >= HOURLY_FROM and statsmodels_available():
-        series = hourly
-        season = 24 if len(series.values) >= DAILY_SEASON_FROM else 1
-        fit = EtsFit(series.values, season)
-        method = fit.name
-        projection = _ets(fit, series.bucket_s, now_ms, horizon, remaining, seed)
-        note += f"ETS ({fit.result.model.short_name}) on {len(series.values)} hours of spend" + (
-            " with a daily season" if method.endswith("a") else ""
-        )
-    else:
-        series = hourly
-        if len(hourly.values) < HOURLY_FROM:
-            series = ledger_series(conn, filters, now_s - 86400, now_s, 60).trimmed()
-        method = "mean_rate"
-        if len(series.values) < MIN_MINUTES * 60 // series.bucket_s:
-            method = "none"
-            note += (
-                "no spend in this scope yet"
-                if not series.values
-                else f"only {len(series.values)} minutes of history: no projection yet"
-            )
-        else:
-            projection = _mean_rate(series, now_ms, horizon, remaining)
-            unit = "hours" if series.bucket_s == 3600 else "minutes"
-            why = (
-                "statsmodels is not installed (pip install 'tokenomy[forecast]')"
-                if series.bucket_s == 3600
-                else "less than a day of history, so no daily cycle is known"
-            )
-            note += f"average rate of {len(series.values)} {unit} of spend ({why})"
+    series, method, why, projection = _project(conn, filters, now_ms, horizon, remaining, seed)
+    note += why
     if projection is None:
         projection = _Projection(0.0, 0.0, 0.0, None, None)
     return BudgetForecast(
@@ -188,6 +157,41 @@ def forecast_budget(
         history_buckets=len(series.values),
         note=note,
     )
+
+
+def _project(
+    conn: sqlite3.Connection,
+    filters: dict[str, str],
+    now_ms: int,
+    horizon: int,
+    remaining: int,
+    seed: int,
+) -> tuple[Series, str, str, _Projection | None]:
+    """The history used, the method, why, and the projection (None: too little history)."""
+    now_s = now_ms // 1000
+    series = ledger_series(conn, filters, now_s - LOOKBACK_DAYS * 86400, now_s, 3600).trimmed()
+    hours = len(series.values)
+    why = "statsmodels is not installed (pip install 'tokenomy[forecast]')"
+    if hours >= HOURLY_FROM and statsmodels_available():
+        try:
+            fit = EtsFit(series.values, 24 if hours >= DAILY_SEASON_FROM else 1)
+        except ArithmeticError:
+            why = "no ETS model could be fitted"
+        else:
+            season = " with a daily season" if fit.name.endswith("a") else ""
+            note = f"ETS ({fit.result.model.short_name}) on {hours} hours of spend{season}"
+            return series, fit.name, note, _ets(fit, 3600, now_ms, horizon, remaining, seed)
+    if hours < HOURLY_FROM:
+        series = ledger_series(conn, filters, now_s - 86400, now_s, 60).trimmed()
+        why = "less than a day of history, so no daily cycle is known"
+        if not series.values:
+            return series, "none", "no spend in this scope yet", None
+        if len(series.values) < MIN_MINUTES:
+            note = f"only {len(series.values)} minutes of history: no projection yet"
+            return series, "none", note, None
+    unit = "hours" if series.bucket_s == 3600 else "minutes"
+    note = f"average rate of {len(series.values)} {unit} of spend ({why})"
+    return series, "mean_rate", note, _mean_rate(series, now_ms, horizon, remaining)
 
 
 def _steps(bucket_s: int, now_ms: int, horizon_ms: int) -> list[tuple[int, int]]:
@@ -224,18 +228,19 @@ def _ets(
     if not steps:
         return _Projection(0.0, 0.0, 0.0, None, None)
     weights = np.array([(end - start) / (bucket_s * 1000) for start, end in steps])
-    mean = np.clip(np.array(fit.predict(len(steps), None).mean), 0, None) * weights
-    paths = np.clip(fit.simulate(len(steps), REPETITIONS, seed), 0, None) * weights[:, None]
-    cumulative = np.cumsum(paths, axis=0)
+    # Paths are summed as simulated: clipping each hour at zero would bias every quiet
+    # hour upwards; only the totals are kept non-negative.
+    paths = fit.simulate(len(steps), REPETITIONS, seed) * weights[:, None]
+    cumulative = np.maximum(np.cumsum(paths, axis=0), 0)
     tail = (1 - LEVEL) / 2
     low, high = np.quantile(cumulative[-1], [tail, 1 - tail])
-    expected = float(mean.sum())
+    mean_path = cumulative.mean(axis=1)
     upper_path = np.quantile(cumulative, 1 - tail, axis=1)
     return _Projection(
-        expected,
-        min(float(low), expected),
-        max(float(high), expected),
-        _crossing(np.cumsum(mean).tolist(), steps, remaining),
+        float(mean_path[-1]),
+        float(low),
+        float(high),
+        _crossing(mean_path.tolist(), steps, remaining),
         _crossing(upper_path.tolist(), steps, remaining),
     )
 

@@ -33,7 +33,10 @@ Model = Callable[[Sequence[float], int, float | None], Prediction]
 
 
 def statsmodels_available() -> bool:
-    return importlib.util.find_spec("statsmodels") is not None
+    try:
+        return importlib.util.find_spec("statsmodels") is not None
+    except (ImportError, ValueError):  # a stub or a blocked module
+        return False
 
 
 def _z(level: float) -> float:
