@@ -50,7 +50,7 @@ def _parse_time(text: str) -> int:
 def read_trace(path: str | Path, bucket_s: int = 60) -> Series:
     """Tokens (context + generated) per bucket from an Azure LLM inference trace CSV."""
     sums: dict[int, float] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         header = [name.strip().lower() for name in next(reader, [])]
         try:
