@@ -32,7 +32,7 @@ function filterForm(state, go) {
 
 function unitEconomics(totals) {
   const item = (label, value) => h("div", { class: "kpi small-kpi" }, h("div", { class: "kpi-label" }, label), h("div", { class: "kpi-value" }, value));
-  return h("div", { class: "kpis" },
+  return h("div", { class: "kpis compact" },
     item("Spend", usd(totals.cost_usd)), item("Requests", count(totals.requests)), item("Tokens", short(totals.tokens)),
     item("Cost per request", unit(totals.cost_per_request_usd)), item("Cost per 1k tokens", unit(totals.cost_per_1k_tokens_usd)),
     item("Error rate", totals.requests ? percent(totals.errors / totals.requests) : "—"));

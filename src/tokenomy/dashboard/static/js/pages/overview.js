@@ -2,7 +2,7 @@
 // spenders, savings, the forecast slot, and requests arriving live.
 import { api } from "../api.js";
 import { destroyIn, stackedBars, whenAttached } from "../charts.js";
-import { swatch } from "../colors.js";
+import { colorOf, swatch } from "../colors.js";
 import { card, empty, h } from "../dom.js";
 import { count, day, time, usd } from "../format.js";
 import { budgetBar } from "./budgets.js";
@@ -32,7 +32,7 @@ function topList(title, rows) {
   const body = rows.length
     ? h("ol", { class: "toplist" }, rows.map((r) => h("li", {},
         h("span", { class: "toplist-name" }, swatch(r.name), r.name),
-        h("span", { class: "toplist-bar" }, h("span", { style: { width: `${Math.max(r.share * 100, 1)}%` } })),
+        h("span", { class: "toplist-bar" }, h("span", { style: { width: `${Math.max(r.share * 100, 1)}%`, background: colorOf(r.name) } })),
         h("span", { class: "num" }, usd(r.cost_usd)))))
     : h("p", { class: "muted small" }, "No spend this month.");
   return h("div", { class: "top-block" }, h("h3", {}, title), body);
