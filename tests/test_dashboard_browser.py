@@ -333,3 +333,66 @@ def test_sse_stream_carries_committed_events(gateway: Gateway) -> None:
             assert time.monotonic() < deadline, "the event did not arrive"
         else:
             pytest.fail("the stream ended before the event arrived")
+
+
+# -- remembered rollup sums ------------------------------------------------------------------
+
+
+def _event(index: int, ts_ms: int, cost_pico: int) -> Any:
+    from tokenomy.ledger.event import UsageEvent
+    from tokenomy.usage import Usage
+
+    return UsageEvent(
+        id=f"req_memo_{index}",
+        ts_ms=ts_ms,
+        tenant="default",
+        key_id="key_1",
+        user="ann",
+        team="search",
+        department="eng",
+        project="",
+        environment="prod",
+        workflow="",
+        tags={},
+        endpoint="chat.completions",
+        requested_model="m",
+        model="m",
+        tier="mid",
+        upstream="mock",
+        route_reason="requested",
+        usage=Usage(input_tokens=10, output_tokens=5),
+        cost_pico=cost_pico,
+        latency_ms=1.0,
+        status=200,
+    )
+
+
+def test_remembered_sums_follow_late_events(tmp_path: Path) -> None:
+    from tokenomy import database
+    from tokenomy.dashboard.memo import RollupMemo
+    from tokenomy.ledger.sqlite import SqliteLedgerStore
+
+    day = 86_400_000
+    now = (int(time.time() * 1000) // day) * day + day // 2
+    conn = database.connect(f"sqlite:///{tmp_path / 'ledger.db'}")
+    store = SqliteLedgerStore(conn)
+    store.write_batch([_event(1, now - day, 3_000), _event(2, now, 4_000)])
+    memo = RollupMemo()
+
+    def totals() -> dict[int, int]:
+        grouped = memo.grouped(
+            conn, "day", now - day - day // 2, now + day // 2, "team", now_ms=now
+        )
+        return {start: groups["search"].cost_pico for start, groups in grouped.items()}
+
+    yesterday, today = (now - day - day // 2) // 1000, (now - day // 2) // 1000
+    assert totals() == {yesterday: 3_000, today: 4_000}
+    assert memo.misses == 1  # yesterday is over: read once, then remembered
+    late = _event(3, now - day, 500)  # a long request recorded after its day ended
+    store.write_batch([late])
+    assert totals()[yesterday] == 3_000  # not seen yet: remembered
+    memo.observe(late)  # what the gateway's listener does after the commit
+    assert totals() == {yesterday: 3_500, today: 4_000}
+    store.write_batch([_event(4, now, 1)])  # today is open: always read
+    assert totals()[today] == 4_001
+    conn.close()
