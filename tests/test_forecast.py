@@ -82,8 +82,9 @@ def write(conn: sqlite3.Connection, events: list[UsageEvent]) -> None:
 
 
 def budget(limit: str, **extra: Any) -> Budget:
-    return parse_budget("eng-day", {"scope": {"team": "eng"}, "period": "day",
-                                    "limit_usd": limit, **extra})  # fmt: skip
+    return parse_budget(
+        "eng-day", {"scope": {"team": "eng"}, "period": "day", "limit_usd": limit, **extra}
+    )
 
 
 # -- MASE and models -----------------------------------------------------------------------
@@ -292,8 +293,9 @@ def test_forecast_cli_prints_every_budget(tmp_path: Path, ledger: sqlite3.Connec
     made = runner.invoke(cli, ["budgets", "set", "eng-day", "--config", str(config), *scope])
     assert made.exit_code == 0, made.output
     at = (start + timedelta(hours=3)).isoformat()
-    result = runner.invoke(cli, ["forecast", "budgets", "--config", str(config), "--json",
-                                 "--at", at])  # fmt: skip
+    result = runner.invoke(
+        cli, ["forecast", "budgets", "--config", str(config), "--json", "--at", at]
+    )
     assert result.exit_code == 0, result.output
     (row,) = orjson.loads(result.output)
     assert row["budget"] == "eng-day" and row["will_exceed"]  # $3 by 13:00, ~$1/h after
@@ -323,8 +325,9 @@ def test_forecast_alert_is_sent_once_per_period(tmp_path: Path) -> None:
     spend = steady_spend(start, 22, 1.0, random.Random(9))  # until 06:00 the next day
     now = _ms(start + timedelta(hours=2))
     write(conn, [e for e in spend if e.ts_ms < now])
-    hooked = budget("12", thresholds=[{"at": 0.8, "action": "alert",
-                                       "webhook": "http://127.0.0.1:9/hook"}])  # fmt: skip
+    hooked = budget(
+        "12", thresholds=[{"at": 0.8, "action": "alert", "webhook": "http://127.0.0.1:9/hook"}]
+    )
     quiet = parse_budget("big", {"scope": {"team": "eng"}, "period": "day", "limit_usd": "100"})
     recorder = Recorder()
     alerted = check_forecasts(conn, [hooked, quiet], UTC_ZONE, now, recorder)

@@ -87,18 +87,26 @@ def budgets(config_path: str | None, as_json: bool, at: str | None) -> None:
 
 @forecast.command("backtest")
 @click.option(
-    "--trace", "trace", required=True, type=click.Path(exists=True, dir_okay=False),
+    "--trace",
+    "trace",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
     help="CSV with TIMESTAMP, ContextTokens, GeneratedTokens (the Azure LLM trace format).",
-)  # fmt: skip
+)
 @click.option("--json", "as_json", is_flag=True)
 @click.option(
-    "--horizons", default=",".join(map(str, DEFAULT_HORIZONS)), show_default=True,
+    "--horizons",
+    default=",".join(map(str, DEFAULT_HORIZONS)),
+    show_default=True,
     help="Comma list of horizons in minutes.",
-)  # fmt: skip
+)
 @click.option(
-    "--models", "model_names", default=",".join(MODELS), show_default=True,
+    "--models",
+    "model_names",
+    default=",".join(MODELS),
+    show_default=True,
     help="Candidates to compare with the chosen model and the baseline.",
-)  # fmt: skip
+)
 @click.option("--model", default=CHOSEN_MODEL, show_default=True, help="The model reported.")
 def backtest_command(
     trace: str, as_json: bool, horizons: str, model_names: str, model: str

@@ -48,9 +48,11 @@ def _band(method: str, mean: list[float], sds: list[float], level: float | None)
         return Prediction(method, mean)
     z = _z(level)
     return Prediction(
-        method, mean, [m - z * s for m, s in zip(mean, sds, strict=True)],
+        method,
+        mean,
+        [m - z * s for m, s in zip(mean, sds, strict=True)],
         [m + z * s for m, s in zip(mean, sds, strict=True)],
-    )  # fmt: skip
+    )
 
 
 def seasonal_naive(y: Sequence[float], h: int, level: float | None, season: int = 1) -> Prediction:
@@ -171,9 +173,11 @@ def theta(y: Sequence[float], h: int, level: float | None) -> Prediction:
             return Prediction("theta", mean)
         bands = result.prediction_intervals(h, alpha=1 - level)
     return Prediction(
-        "theta", mean, [float(v) * scale for v in bands["lower"]],
+        "theta",
+        mean,
+        [float(v) * scale for v in bands["lower"]],
         [float(v) * scale for v in bands["upper"]],
-    )  # fmt: skip
+    )
 
 
 def arima(y: Sequence[float], h: int, level: float | None) -> Prediction:
