@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from email.utils import parsedate_to_datetime
@@ -42,6 +42,9 @@ class AlertEvent:
     period_start_ms: int
     reset_at_ms: int  # periods.FOREVER_MS (a "total" budget) is sent as null
     scope: dict[str, str]
+    # Forecast and anomaly alerts explain themselves: one line, and the evidence.
+    summary: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 def alert_payload(event: AlertEvent, slack: bool) -> dict[str, Any]:
@@ -72,11 +75,15 @@ def alert_payload(event: AlertEvent, slack: bool) -> dict[str, Any]:
         "period_start": _iso(event.period_start_ms),
         "reset_at": _iso(event.reset_at_ms),
         "scope": dict(event.scope),
+        **({"summary": event.summary} if event.summary else {}),
+        **({"details": event.details} if event.details else {}),
     }
 
 
 def describe(event: AlertEvent) -> str:
     """One readable line: budget X reached 80% (spent $8.1 of $10)."""
+    if event.summary:
+        return event.summary
     percent = format(normalize(event.at * 100), "f")
     return (
         f"budget {event.budget} reached {percent}% "

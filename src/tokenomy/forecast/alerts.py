@@ -19,9 +19,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from tokenomy.budgets.alerts import AlertEvent
@@ -38,14 +37,6 @@ class Sender(Protocol):
     """What ``tokenomy.budgets.alerts.AlertSender`` offers."""
 
     def send(self, url: str | None, event: AlertEvent, slack: bool) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ForecastAlertEvent(AlertEvent):
-    """A budget alert (``action`` = ``forecast`` or ``anomaly``) with its evidence."""
-
-    summary: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def _targets(budget: Budget) -> list[tuple[str | None, bool]]:
@@ -98,7 +89,7 @@ def check_forecasts(
         )
         log.warning("%s", summary)
         limit = budget.limit_pico
-        event = ForecastAlertEvent(
+        event = AlertEvent(
             budget=budget.name,
             at=Decimal(1),
             action="forecast",
@@ -160,7 +151,7 @@ def check_anomalies(
         targets = {(b.name, t) for b in covering for t in _targets(b) if t[0] is not None}
         for budget_name, (url, slack) in sorted(targets, key=str) or [(name, (None, False))]:
             budget = next((b for b in covering if b.name == budget_name), None)
-            event = ForecastAlertEvent(
+            event = AlertEvent(
                 budget=budget_name,
                 at=Decimal(0),
                 action="anomaly",
