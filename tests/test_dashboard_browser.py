@@ -65,8 +65,7 @@ def page(browser: Any, gateway: Gateway) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     tab = context.new_page()
     tab.set_default_timeout(15_000)
-    errors: list[str] = []
-    tab.on("pageerror", lambda error: errors.append(str(error)))
+    errors = watch(tab)
     tab.goto(f"{gateway.url}/ui")
     tab.fill("#login-key", ADMIN_KEY)
     tab.click("#login-form button[type=submit]")
@@ -74,6 +73,21 @@ def page(browser: Any, gateway: Gateway) -> Iterator[Any]:
     yield tab
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def watch(page: Any) -> list[str]:
+    """Collect script errors and refused loads (e.g. by the page's content security policy)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and "401" not in message.text
+            else None
+        ),
+    )
+    return errors
 
 
 def shot(page: Any, name: str) -> None:
@@ -114,6 +128,12 @@ def shown_close(text: str, exact: str) -> bool:
     return same_places and abs(shown - amount) <= places / 2
 
 
+def chart_drawn(page: Any, canvas_id: str) -> None:
+    page.wait_for_function(
+        "(id) => window.Chart && Chart.getChart(document.getElementById(id))", arg=canvas_id
+    )
+
+
 def painted(page: Any, canvas_id: str) -> dict[str, int]:
     """Pixels of a chart: all non-transparent ones, and the coloured ones inside the plot
     area (bars and slices, not the grey axes or the legend)."""
@@ -151,8 +171,7 @@ def test_overview_shows_total_spend_and_a_chart(browser: Any, gateway: Gateway) 
     context = browser.new_context(viewport={"width": 1440, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(15_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
+    errors = watch(page)
     page.goto(f"{gateway.url}/ui")
     page.wait_for_selector("#login-key")
     shot(page, "login")
@@ -166,16 +185,14 @@ def test_overview_shows_total_spend_and_a_chart(browser: Any, gateway: Gateway) 
     figure = page.wait_for_selector("#total-spend .kpi-value")
     assert figure.get_attribute("data-usd") == total
     assert shown_close(figure.inner_text(), total), (figure.inner_text(), total)
-    page.wait_for_function("window.Chart && Chart.getChart(document.getElementById('chart-month'))")
+    chart_drawn(page, "chart-month")
     pixels = painted(page, "chart-month")
     assert pixels["opaque"] > 1000 and pixels["coloured"] > 100, pixels
     assert "search" in page.inner_text("#page") and "support" in page.inner_text("#page")
     shot(page, "overview")
 
     page.goto(f"{gateway.url}/ui#/explorer?range=24h&group_by=model")
-    page.wait_for_function(
-        "window.Chart && Chart.getChart(document.getElementById('chart-explorer'))"
-    )
+    chart_drawn(page, "chart-explorer")
     assert painted(page, "chart-explorer")["coloured"] > 50
     assert page.locator("td", has_text="premium-model").count() == 1
     csv = httpx.get(
@@ -186,9 +203,7 @@ def test_overview_shows_total_spend_and_a_chart(browser: Any, gateway: Gateway) 
     shot(page, "explorer")
 
     page.goto(f"{gateway.url}/ui#/models")
-    page.wait_for_function(
-        "window.Chart && Chart.getChart(document.getElementById('chart-models'))"
-    )
+    chart_drawn(page, "chart-models")
     assert painted(page, "chart-models")["coloured"] > 100
     shot(page, "models")
 

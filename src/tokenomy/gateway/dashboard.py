@@ -34,6 +34,14 @@ from tokenomy.gateway.state import Gateway
 
 log = logging.getLogger("tokenomy.dashboard")
 _EXPLORER_PARAMS = {"range", "bucket", "group_by"}
+# Everything the page loads is served from here: no CDN, nothing inline, no framing.
+_PAGE_HEADERS = {
+    "cache-control": "no-store",
+    "content-security-policy": "default-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "same-origin",
+}
 
 
 @dataclass
@@ -135,7 +143,7 @@ def register_dashboard(app: FastAPI, forecast: ForecastSource | None = None) -> 
     @app.get("/ui", include_in_schema=False)
     @app.get("/ui/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-store"})
+        return FileResponse(STATIC_DIR / "index.html", headers=_PAGE_HEADERS)
 
     @app.post("/ui/login", tags=["dashboard"])
     async def login(request: Request) -> Response:
