@@ -466,3 +466,28 @@ def test_counters_are_rebuilt_from_the_ledger_after_a_restart(
         assert chat(second, key).status_code == 429  # the 4th unit leaves no room for a hold
     finally:
         stop(second.process)
+
+
+def test_the_spend_watch_publishes_forecasts_and_anomaly_scans(
+    tmp_path: Any, mock_upstream: Any
+) -> None:
+    from conftest import gateway_config, start_gateway, stop
+
+    config = gateway_config(tmp_path / "ledger.db", mock_upstream, watch={"every_s": 0.5})
+    gateway = start_gateway(tmp_path, config)
+    try:
+        key = gateway.create_key(team="watched")
+        put_budget(gateway, "watched", scope={"team": "watched"}, limit_usd="1.00")
+        assert chat(gateway, key).status_code == 200
+        deadline = time.monotonic() + 15
+        forecast = None
+        while time.monotonic() < deadline and forecast is None:
+            forecast = state(gateway, "watched")["forecast"]
+            time.sleep(0.2)
+        assert forecast is not None
+        assert forecast["budget"] == "watched" and "note" in forecast
+        assert Decimal(forecast["spent_usd"]) == ledger_spend(gateway, team="watched")
+        scan = gateway.admin("GET", "/admin/anomalies").json()
+        assert scan["enabled"] and scan["scan"]["findings"] == []
+    finally:
+        stop(gateway.process)

@@ -109,6 +109,12 @@ class LedgerConfig(_Frozen):
     max_batch: int = Field(default=512, ge=1)
 
 
+class WatchConfig(_Frozen):
+    """Budget forecasts and spend-spike detection, run in the gateway every few minutes."""
+
+    every_s: float = Field(default=300.0, ge=0)  # 0 turns the watch off
+
+
 class ServerConfig(_Frozen):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
@@ -132,6 +138,7 @@ class Settings(_Frozen):
     models: list[ModelConfig] = Field(default_factory=list)
     ledger: LedgerConfig = LedgerConfig()
     server: ServerConfig = ServerConfig()
+    watch: WatchConfig = WatchConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     # Budgets applied (created or replaced) at start; the admin API and CLI manage more.
     budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)

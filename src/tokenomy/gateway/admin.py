@@ -222,8 +222,18 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
 
     @app.get("/admin/budgets/{name}", tags=["budgets"])
     async def get_budget(name: str, gw: Admin) -> dict[str, Any]:
-        """Limit, spent, reserved, remaining, fraction used, active action, period, reset."""
-        return await gw.enforcer.state(gw.budgets.get(name))
+        """Limit, spent, reserved, remaining, fraction used, active action, period, reset,
+        and the latest forecast to period end (null until the spend watch has run)."""
+        state = await gw.enforcer.state(gw.budgets.get(name))
+        state["forecast"] = gw.watch.forecasts.get(name) if gw.watch else None
+        return state
+
+    @app.get("/admin/anomalies", tags=["reports"])
+    async def anomalies(gw: Admin) -> dict[str, Any]:
+        """The spend watch's latest scan for spikes per principal and workflow."""
+        if gw.watch is None:
+            return {"enabled": False, "scan": None}
+        return {"enabled": True, "last_run_ms": gw.watch.last_run_ms, "scan": gw.watch.anomalies}
 
     @app.delete("/admin/budgets/{name}", tags=["budgets"])
     def delete_budget(name: str, request: Request, gw: Admin) -> dict[str, Any]:

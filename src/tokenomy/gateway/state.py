@@ -16,6 +16,7 @@ from tokenomy.budgets.book import BudgetBook
 from tokenomy.budgets.enforcer import BudgetEnforcer
 from tokenomy.budgets.store import MemoryBudgetStore
 from tokenomy.config import Settings
+from tokenomy.gateway.watch import SpendWatch
 from tokenomy.ledger import LedgerWriter, UsageEvent
 from tokenomy.pricing import Catalog
 from tokenomy.principals import KeyStore
@@ -46,6 +47,7 @@ class Gateway:
     listeners: list[Callable[[UsageEvent], None]] = field(default_factory=list)
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     spans: tracing.SpanEmitter | None = None
+    watch: SpendWatch | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def publish(self, event: UsageEvent) -> None:
@@ -92,6 +94,16 @@ class Gateway:
         for client in self.upstreams.values():
             await client.start()
         self._tasks.append(asyncio.create_task(self._follow_budget_changes()))
+        every_s = self.settings.watch.every_s
+        if every_s > 0:
+            self.watch = SpendWatch(
+                self.settings.database,
+                self.budgets,
+                ZoneInfo(self.settings.timezone),
+                self.alerts,
+                every_s,
+            )
+            self._tasks.append(asyncio.create_task(self.watch.run_forever()))
 
     async def _follow_budget_changes(self) -> None:
         """Budgets changed by the CLI or another replica apply within a second."""
