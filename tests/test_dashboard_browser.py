@@ -240,6 +240,7 @@ def test_budget_edit_in_the_ui_changes_enforcement(page: Any, gateway: Gateway) 
         row = page.wait_for_selector('tr[data-budget="ui-capped-day"]')
         row.query_selector("button.edit").click()
         page.fill('tr[data-budget="ui-capped-day"] input.edit-limit', value)
+        shot(page, f"budgets-editing-{value}")
         page.click('tr[data-budget="ui-capped-day"] button[type=submit]')
         page.wait_for_selector(f'tr[data-budget="ui-capped-day"] .limit[data-usd="{value}"]')
 

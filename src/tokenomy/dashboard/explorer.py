@@ -23,6 +23,7 @@ from tokenomy.errors import InvalidRequest
 from tokenomy.ledger.event import ROLLUP_DIMENSIONS
 
 SERIES = 8
+MAX_ROWS = 500  # groups listed in the table (all of them are in the CSV)
 OTHER = "other"
 _LABELS = {
     "minute": "%Y-%m-%dT%H:%M",
@@ -59,7 +60,7 @@ def explore(
     ranked = figures.ranked(figures.by_group(grouped))
     rows = [
         {**({group_by: name} if group_by else {}), **figures.row(sums, whole.cost_pico)}
-        for name, sums in ranked
+        for name, sums in ranked[:MAX_ROWS]
     ]
     named = [name for name, _ in ranked[:SERIES]] if group_by else [""]
     labels = window.labels()
@@ -88,6 +89,7 @@ def explore(
             {"name": (name or "(none)") if group_by else "all", **series[name]} for name in shown
         ],
         "rows": rows,
+        "groups": len(ranked),
         "totals": figures.row(whole, whole.cost_pico),
         "dimensions": list(ROLLUP_DIMENSIONS),
     }

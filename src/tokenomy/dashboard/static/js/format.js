@@ -25,7 +25,16 @@ export function unit(value) {
 
 export const count = (value) => integer.format(Number(value || 0));
 export const short = (value) => compact.format(Number(value || 0));
-export const percent = (fraction, digits = 1) => `${(Number(fraction || 0) * 100).toFixed(digits)}%`;
+export function percent(fraction, digits = 1) {
+  const value = Number(fraction || 0);
+  return value >= 10 ? ">1000%" : `${(value * 100).toFixed(digits)}%`;
+}
+
+// A limit as configured: exact below a hundredth of a cent instead of "<$0.0001".
+export function limit(value) {
+  const amount = Number(value || 0);
+  return amount > 0 && amount < 0.0001 ? `$${value}` : usd(value);
+}
 
 export function time(ms) {
   return new Date(ms).toLocaleTimeString("en-GB", { hour12: false });

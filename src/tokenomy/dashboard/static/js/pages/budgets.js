@@ -2,7 +2,7 @@
 // the forecast; limits and thresholds edit inline and apply from the next request.
 import { api } from "../api.js";
 import { card, empty, h } from "../dom.js";
-import { dateTime, day, percent, usd } from "../format.js";
+import { dateTime, day, limit, percent, usd } from "../format.js";
 
 const ACTION_CLASS = { alert: "warn", downgrade: "warn", defer: "warn", block: "danger" };
 
@@ -47,7 +47,7 @@ function editor(budget, onSaved) {
     message.textContent = "";
     const thresholds = budget.thresholds.map((t, i) => {
       const { reached, alerted, ...definition } = t;
-      return { ...definition, at: Number(marks[i].value) / 100 };
+      return { ...definition, at: Math.round(Number(marks[i].value) * 10) / 1000 };
     });
     try {
       const updated = await api(`/ui/api/budgets/${encodeURIComponent(budget.name)}`, {
@@ -76,7 +76,7 @@ function row(budget) {
         h("div", { class: "chips", style: { paddingLeft: `${b.depth * 20}px` } }, scopeChips(b.scope))),
       h("td", {}, b.period, h("div", { class: "muted small" }, `resets ${dateTime(b.resets_at)}`)),
       h("td", { class: "num" }, h("span", { class: "spent" }, usd(b.spent_usd)), h("span", { class: "muted" }, " of "),
-        h("span", { class: "limit", dataset: { usd: b.limit_usd } }, usd(b.limit_usd)),
+        h("span", { class: "limit", dataset: { usd: b.limit_usd } }, limit(b.limit_usd)),
         Number(b.reserved_usd) > 0 ? h("div", { class: "muted small" }, `${usd(b.reserved_usd)} held`) : null),
       h("td", { class: "meter-cell" }, budgetBar(b), h("div", { class: "small" }, percent(b.fraction_used))),
       h("td", {}, actionBadge(b.active_action)),

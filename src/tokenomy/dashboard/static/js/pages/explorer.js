@@ -10,6 +10,7 @@ const RANGES = { "1h": "Last hour", "24h": "Last 24 hours", "7d": "Last 7 days",
 const BUCKETS = { "1h": ["minute"], "24h": ["hour", "minute"], "7d": ["day", "hour"], "30d": ["day"], "90d": ["day", "month"], month: ["day"], "last-month": ["day"], "12m": ["month", "day"] };
 const METRICS = { cost: "Spend", tokens: "Tokens", requests: "Requests" };
 const LABELS = { key_id: "key", tenant: "tenant", user: "user", team: "team", department: "department", project: "project", environment: "environment", workflow: "workflow", model: "model", tier: "tier", upstream: "upstream" };
+const FIRST_ROWS = 25;
 const OWN = new Set(["range", "bucket", "group_by", "metric"]);
 
 function select(name, options, value, onchange) {
@@ -38,6 +39,27 @@ function unitEconomics(totals) {
     item("Error rate", totals.requests ? percent(totals.errors / totals.requests) : "—"));
 }
 
+// "2026-11-21T08:00" per hour reads "11-21 08:00"; per minute "08:05"; per day "11-21".
+function shortLabel(label, bucket) {
+  if (bucket === "minute") return label.slice(11);
+  if (bucket === "hour") return `${label.slice(5, 10)} ${label.slice(11)}`;
+  if (bucket === "day") return label.slice(5);
+  return label;
+}
+
+// The biggest groups first; the rest on demand (and every group in the CSV).
+function groupTable(columns, data) {
+  const box = h("div", {});
+  const show = (n) => {
+    const more = data.rows.length - n;
+    box.replaceChildren(h("div", {}, table(columns, data.rows.slice(0, n)),
+      more > 0 ? h("button", { type: "button", class: "small-button show-all", onclick: () => show(data.rows.length) }, `Show ${count(more)} more`) : null,
+      data.groups > data.rows.length ? h("p", { class: "muted small" }, `${count(data.groups - data.rows.length)} smaller groups are in the CSV.`) : null));
+  };
+  show(FIRST_ROWS);
+  return box;
+}
+
 export async function render(params, { navigate }) {
   const state = { range: "30d", metric: "cost", group_by: "team", ...params };
   if (!BUCKETS[state.range]) state.range = "30d";
@@ -58,7 +80,8 @@ export async function render(params, { navigate }) {
   const hasData = data.totals.requests > 0;
   const canvas = h("canvas", { id: "chart-explorer", "aria-label": `${METRICS[state.metric]} over time` });
   const series = data.series.map((s) => ({ name: s.name, values: s[state.metric] }));
-  if (hasData) whenAttached(canvas, () => stackedBars(canvas, data.labels, series, state.metric));
+  const axis = data.labels.map((label) => shortLabel(label, data.window.bucket));
+  if (hasData) whenAttached(canvas, () => stackedBars(canvas, axis, series, state.metric));
   const format = formatters[state.metric];
   const columns = [
     ...(groupBy ? [{ label: LABELS[groupBy] || groupBy, render: (r) => h("span", {}, swatch(r[groupBy] || "(none)"), r[groupBy] || "(none)") }] : []),
@@ -80,5 +103,6 @@ export async function render(params, { navigate }) {
     hasData ? unitEconomics(data.totals) : null,
     card(`${METRICS[state.metric]} ${groupBy ? `by ${LABELS[groupBy]}` : ""} over time`, hasData ? h("div", { class: "chart-box tall" }, canvas) : emptyState,
       { actions: hasData ? h("span", { class: "muted small" }, `total ${format(series.reduce((a, s) => a + s.values.reduce((x, y) => x + y, 0), 0))}`) : null }),
-    hasData ? card(groupBy ? `Unit economics by ${LABELS[groupBy]}` : "Unit economics", table(columns, data.rows)) : null);
+    hasData ? card(groupBy ? `Unit economics by ${LABELS[groupBy]}` : "Unit economics", groupTable(columns, data),
+      { actions: h("span", { class: "muted small" }, `${count(data.groups)} ${data.groups === 1 ? "group" : "groups"}`) }) : null);
 }

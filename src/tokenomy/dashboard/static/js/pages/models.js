@@ -30,13 +30,12 @@ export async function render() {
   const canvas = h("canvas", { id: "chart-models", "aria-label": "Share of spend by model" });
   if (spent.length) whenAttached(canvas, () => doughnut(canvas, spent.map((m) => ({ name: m.name, value: Number(m.month.cost_usd) }))));
   const columns = [
-    { label: "Model", render: (m) => h("span", { class: "model-name" }, swatch(m.name), h("strong", {}, m.name), h("div", { class: "muted small" }, `${m.upstream} · ${m.upstream_model}`)) },
+    { label: "Model", render: (m) => h("span", { class: "model-name" }, swatch(m.name), h("strong", {}, m.name), h("div", { class: "muted small" }, `${m.upstream} · ${m.upstream_model} · ${m.price_source} price${m.tiered ? " (tiered)" : ""}`)) },
     { label: "Tier", render: (m) => h("span", { class: `badge tier-${m.tier}` }, m.tier) },
     { label: "Input", num: true, render: (m) => price(m.input_per_mtok) },
     { label: "Cached input", num: true, render: (m) => price(m.cached_input_per_mtok) },
     { label: "Cache write", num: true, render: (m) => price(m.cache_write_per_mtok) },
     { label: "Output", num: true, render: (m) => price(m.output_per_mtok) },
-    { label: "Price source", render: (m) => h("span", { class: "small" }, m.price_source, m.tiered ? " (tiered)" : "") },
     { label: "Spend this month", num: true, render: (m) => usd(m.month.cost_usd) },
     { label: "Share", num: true, render: (m) => h("div", { class: "share" }, h("span", { class: "share-bar" }, h("span", { style: { width: `${m.month.share * 100}%`, background: colorOf(m.name) } })), percent(m.month.share)) },
     { label: "Per 1k tokens", num: true, render: (m) => (m.month.requests ? unit(m.month.cost_per_1k_tokens_usd) : "—") },

@@ -4,7 +4,7 @@ import { api } from "../api.js";
 import { destroyIn, stackedBars, whenAttached } from "../charts.js";
 import { colorOf, swatch } from "../colors.js";
 import { card, empty, h } from "../dom.js";
-import { count, day, time, usd } from "../format.js";
+import { count, day, limit, time, usd } from "../format.js";
 import { budgetBar } from "./budgets.js";
 
 const FEED_SIZE = 12;
@@ -29,11 +29,12 @@ function forecastKpi(forecast) {
 }
 
 function topList(title, rows) {
+  const most = Math.max(...rows.map((r) => Number(r.cost_usd)), 0) || 1;
   const body = rows.length
     ? h("ol", { class: "toplist" }, rows.map((r) => h("li", {},
         h("span", { class: "toplist-name" }, swatch(r.name), r.name),
-        h("span", { class: "toplist-bar" }, h("span", { style: { width: `${Math.max(r.share * 100, 1)}%`, background: colorOf(r.name) } })),
-        h("span", { class: "num" }, usd(r.cost_usd)))))
+        h("span", { class: "toplist-bar" }, h("span", { style: { width: `${Math.max((Number(r.cost_usd) / most) * 100, 1)}%`, background: colorOf(r.name) } })),
+        h("span", { class: "num", title: `${(r.share * 100).toFixed(1)}% of the month` }, usd(r.cost_usd)))))
     : h("p", { class: "muted small" }, "No spend this month.");
   return h("div", { class: "top-block" }, h("h3", {}, title), body);
 }
@@ -41,11 +42,14 @@ function topList(title, rows) {
 function feedItem(event) {
   const who = event.user || event.team || "unattributed";
   return h("li", { class: event.status >= 400 ? "feed-error" : "", dataset: { id: event.id } },
-    h("span", { class: "feed-time" }, time(event.ts_ms)),
-    h("span", { class: "feed-who" }, swatch(event.team || who), who, event.team && event.user ? h("span", { class: "muted" }, ` · ${event.team}`) : null),
-    h("span", { class: "feed-model" }, event.model, event.route_reason !== "requested" ? h("span", { class: "badge" }, event.route_reason) : null),
-    h("span", { class: "feed-id muted" }, event.id),
-    h("span", { class: "num" }, usd(event.cost_usd)));
+    h("span", { class: "feed-who" }, swatch(event.team || who), h("strong", {}, who),
+      event.team && event.user ? h("span", { class: "muted" }, `· ${event.team}`) : null),
+    h("span", { class: "num" }, usd(event.cost_usd)),
+    h("span", { class: "feed-line" }, h("span", { class: "feed-time" }, time(event.ts_ms)), event.model,
+      event.workflow ? `· ${event.workflow}` : null,
+      event.route_reason !== "requested" ? h("span", { class: "badge" }, event.route_reason) : null,
+      event.status >= 400 ? h("span", { class: "badge badge-danger" }, event.status) : null),
+    h("span", { class: "feed-id" }, event.id));
 }
 
 function feedCard() {
@@ -71,7 +75,7 @@ function view(data) {
   const budgetsCard = card("Budgets", data.budgets.length
     ? h("div", { class: "budget-mini" }, data.budgets.slice(0, 6).map((b) => h("div", { class: "budget-mini-row" },
         h("div", { class: "budget-mini-head" }, h("a", { href: "#/budgets" }, b.name),
-          h("span", { class: "muted small" }, `${usd(b.spent_usd)} of ${usd(b.limit_usd)} · ${b.period}`)),
+          h("span", { class: "muted small" }, `${usd(b.spent_usd)} of ${limit(b.limit_usd)} · ${b.period}`)),
         budgetBar(b),
         h("div", { class: "muted small" }, b.forecast && b.forecast.exhausts_at ? `Runs out ${day(b.forecast.exhausts_at)} at this rate` : `Resets ${day(b.resets_at)}`))))
     : empty("No budgets yet", "A budget caps spend for a team, user or project, and acts at thresholds: alert, downgrade, defer, block.",
