@@ -125,11 +125,35 @@ async def _budget_states(gateway: Gateway) -> list[dict[str, Any]]:
     return [await gateway.enforcer.state(budget) for budget in gateway.budgets.all()]
 
 
+def _watched(gateway: Gateway, name: str) -> dict[str, Any] | None:
+    """The spend watch's latest forecast of a budget, in the dashboard's shape (None until
+    the watch has run, or while the budget has too little history)."""
+    found = gateway.watch.forecasts.get(name) if gateway.watch else None
+    if not found or found.get("method") == "none":
+        return None
+    return {
+        "exhausts_at": found.get("exhausts_at"),
+        "exhausted": bool(found.get("exhausted")),
+        "period_end_usd": found.get("forecast_usd"),
+        "low_usd": found.get("lower_usd"),
+        "high_usd": found.get("upper_usd"),
+        "basis": found.get("note") or found.get("method"),
+    }
+
+
+def _month_forecast(gateway: Gateway, states: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Spend to the end of the month: the forecast of a budget over everything, if any."""
+    for budget in states:
+        if not budget["scope"] and budget["period"] == "month" and budget.get("forecast"):
+            return dict(budget["forecast"])
+    return None
+
+
 def _with_budget_forecasts(
     gateway: Gateway, state: DashboardState, states: list[dict[str, Any]], now_ms: int
 ) -> list[dict[str, Any]]:
     if state.forecast is None:
-        return [{**s, "forecast": None} for s in states]
+        return [{**s, "forecast": _watched(gateway, s["name"])} for s in states]
     with reader(gateway) as conn:
         return [
             {**s, "forecast": _forecast(state.forecast, "budget", conn, s, now_ms)} for s in states
@@ -187,6 +211,7 @@ def register_dashboard(app: FastAPI, forecast: ForecastSource | None = None) -> 
         def build() -> dict[str, Any]:
             with reader(gw) as conn:
                 month = _forecast(state.forecast, "month", conn, now)
+                month = month or _month_forecast(gw, budgets)
                 return overview.overview(conn, state.memo, now, budgets, month)
 
         return await run_in_threadpool(build)

@@ -32,7 +32,10 @@ function actionBadge(action) {
 
 function forecastCell(budget) {
   if (!budget.forecast) return h("span", { class: "muted small", title: "The forecast needs more history for this budget." }, "not enough history");
-  if (!budget.forecast.exhausts_at) return h("span", { class: "small" }, "not this period");
+  if (budget.forecast.exhausted) return h("span", { class: "small error" }, "exhausted");
+  if (!budget.forecast.exhausts_at) {
+    return h("span", { class: "small", title: budget.forecast.basis || "" }, `not this period (${usd(budget.forecast.period_end_usd)} expected)`);
+  }
   return h("span", { class: "small" }, day(budget.forecast.exhausts_at));
 }
 
