@@ -100,4 +100,6 @@ def run_server(
             http="httptools",
             log_level=log_level,
             access_log=False,
+            # Open event streams (dashboard tabs) must not hold a shutdown for long.
+            timeout_graceful_shutdown=5,
         )
