@@ -118,6 +118,13 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument(
+        "--watch-every",
+        type=float,
+        default=0,
+        help="the gateway's spend watch period in s (0: off, so its periodic forecasts on "
+        "the same core do not land in one side of the comparison)",
+    )
     args = parser.parse_args()
     host = machine()
     print(f"machine: {host['nproc']} CPUs, {host['cpu']}, Python {host['python']}")
@@ -150,7 +157,8 @@ def main() -> None:
         gateway = None
         try:
             mock.wait_ready(mock_url + "/v1/models")
-            gateway = start_gateway("uvicorn", mock_url, "1", workdir, venv_bin)
+            watch = f"watch: {{every_s: {args.watch_every}}}\n"
+            gateway = start_gateway("uvicorn", mock_url, "1", workdir, venv_bin, watch)
             key = httpx.post(
                 gateway.url + "/admin/keys",
                 json=PRINCIPAL,
@@ -158,15 +166,19 @@ def main() -> None:
             ).json()["key"]
             script = lua_script(workdir, "plain", request_body(False), key)
             rates: dict[int, list[float]] = {0: [], 5: []}
+            cpu_us: dict[int, list[float]] = {0: [], 5: []}
             run_wrk("0", gateway.url + PATH, script, args.connections, 2)  # warm up
             for round_index in range(args.rounds):
                 # Alternate which goes first, so drift on a shared machine favours neither.
                 for count in (0, 5) if round_index % 2 == 0 else (5, 0):
                     set_budgets(gateway.url, count)
+                    cpu_before = gateway.service.cpu_seconds()
                     result, _ = run_wrk(
                         "0", gateway.url + PATH, script, args.connections, args.duration
                     )
                     rates[count].append(result.rps)
+                    used = gateway.service.cpu_seconds() - cpu_before
+                    cpu_us[count].append(used / max(result.requests, 1) * 1e6)
             set_budgets(gateway.url, 0)
         finally:
             if gateway is not None:
@@ -177,6 +189,13 @@ def main() -> None:
     print(f"  no budget:        {none:8.0f} req/s   runs {[round(r) for r in rates[0]]}")
     print(f"  five budgets:     {five:8.0f} req/s   runs {[round(r) for r in rates[5]]}")
     print(f"  ratio five/none:  {five / none:8.3f}   (throughput loss {1 - five / none:.1%})")
+    # CPU per request is steadier than requests/s when other work shares the machine.
+    cpu_none, cpu_five = statistics.median(cpu_us[0]), statistics.median(cpu_us[5])
+    print(
+        f"  gateway CPU per request: {cpu_none:6.1f} µs without, {cpu_five:6.1f} µs with "
+        f"five budgets (+{cpu_five - cpu_none:.1f} µs, capacity loss "
+        f"{1 - cpu_none / cpu_five:.1%})"
+    )
 
 
 if __name__ == "__main__":

@@ -249,7 +249,9 @@ class Gateway:
     pinning: dict[int, str] = field(default_factory=dict)
 
 
-def start_gateway(server: str, mock_url: str, cpu: str, workdir: Path, venv_bin: Path) -> Gateway:
+def start_gateway(
+    server: str, mock_url: str, cpu: str, workdir: Path, venv_bin: Path, extra_config: str = ""
+) -> Gateway:
     directory = workdir / f"gateway-{server}"
     directory.mkdir()
     database = directory / "ledger.db"
@@ -260,7 +262,7 @@ def start_gateway(server: str, mock_url: str, cpu: str, workdir: Path, venv_bin:
         "upstreams:\n"
         f'  mock: {{base_url: "{mock_url}/v1", api_key: none}}\n'
         "models:\n"
-        f"  - {{name: {MODEL}, upstream: mock}}\n"
+        f"  - {{name: {MODEL}, upstream: mock}}\n" + extra_config
     )
     port = free_port()
     command = ["taskset", "-c", cpu, str(venv_bin / "tokenomy"), "serve", "--config", str(config)]

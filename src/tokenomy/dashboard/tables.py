@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from decimal import Decimal
 from typing import Any
 
 from tokenomy.analytics.requests import latest_requests
@@ -32,10 +31,6 @@ REQUEST_FILTERS = (
 )
 
 
-def _price(value: Decimal | None) -> str | None:
-    return None if value is None else format(value.normalize(), "f")
-
-
 def models_page(
     conn: sqlite3.Connection, memo: RollupMemo, catalog: Iterable[Model], now_ms: int
 ) -> dict[str, Any]:
@@ -46,26 +41,9 @@ def models_page(
     models: list[dict[str, Any]] = []
     ranking: list[tuple[int, str]] = []
     for model in catalog:
-        price = model.price
         sums = spend.pop(model.name, Sums())
         ranking.append((sums.cost_pico, model.name))
-        models.append(
-            {
-                "name": model.name,
-                "upstream": model.upstream,
-                "upstream_model": model.target,
-                "kind": model.kind,
-                "tier": model.tier,
-                "price_source": price.source,
-                "input_per_mtok": _price(price.input_per_mtok),
-                "cached_input_per_mtok": _price(price.cached_input_per_mtok),
-                "cache_write_per_mtok": _price(price.cache_write_per_mtok),
-                "output_per_mtok": _price(price.output_per_mtok),
-                "batch_discount": _price(price.batch_discount),
-                "tiered": price.tiered is not None,
-                "month": figures.row(sums, whole),
-            }
-        )
+        models.append({**model.public(), "month": figures.row(sums, whole)})
     order = {name: i for i, (_, name) in enumerate(sorted(ranking, key=lambda r: (-r[0], r[1])))}
     models.sort(key=lambda m: order[m["name"]])
     # Spend on models no longer in the catalog still counts in the month's total.

@@ -247,7 +247,7 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
 
     @app.get("/admin/models", tags=["models"])
     def models(gw: Admin) -> dict[str, Any]:
-        return {"data": [_model_record(model) for model in gw.catalog]}
+        return {"data": [model.public() for model in gw.catalog]}
 
     @app.get("/admin/spend", tags=["reports"])
     def spend(
@@ -296,25 +296,3 @@ def _actor(request: Request) -> str:
 
 def _filters(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.query_params.items() if k not in RESERVED_PARAMS}
-
-
-def _model_record(model: Any) -> dict[str, Any]:
-    price = model.price
-    return {
-        "name": model.name,
-        "upstream": model.upstream,
-        "upstream_model": model.target,
-        "kind": model.kind,
-        "tier": model.tier,
-        "price_source": price.source,
-        "input_per_mtok": str(price.input_per_mtok),
-        "cached_input_per_mtok": str(price.cached_input_per_mtok)
-        if price.cached_input_per_mtok is not None
-        else None,
-        "cache_write_per_mtok": str(price.cache_write_per_mtok)
-        if price.cache_write_per_mtok is not None
-        else None,
-        "output_per_mtok": str(price.output_per_mtok),
-        "batch_discount": str(price.batch_discount),
-        "tiered": price.tiered is not None,
-    }

@@ -12,7 +12,7 @@ from typing import Any
 
 from tokenomy.config import ModelConfig, Settings, Tier
 from tokenomy.errors import ConfigError
-from tokenomy.money import MILLION, round_price_per_mtok
+from tokenomy.money import MILLION, round_price_per_mtok, usd_str
 from tokenomy.pricing.sheet import PriceSheet
 
 # Tier bands by blended price per million tokens (premium ~$3-20, mid $0.10-1,
@@ -34,6 +34,28 @@ class Model:
     context_window: int | None
     tokenizer: str | None = None  # tiktoken encoding that counts this model exactly
     downgrade: tuple[tuple[str, str], ...] = ()  # (tier, substitute model)
+
+    def public(self) -> dict[str, Any]:
+        """The model and its prices (USD per million tokens, decimal strings)."""
+        price = self.price
+        return {
+            "name": self.name,
+            "upstream": self.upstream,
+            "upstream_model": self.target,
+            "kind": self.kind,
+            "tier": self.tier,
+            "price_source": price.source,
+            "input_per_mtok": _price_str(price.input_per_mtok),
+            "cached_input_per_mtok": _price_str(price.cached_input_per_mtok),
+            "cache_write_per_mtok": _price_str(price.cache_write_per_mtok),
+            "output_per_mtok": _price_str(price.output_per_mtok),
+            "batch_discount": _price_str(price.batch_discount),
+            "tiered": price.tiered is not None,
+        }
+
+
+def _price_str(value: Decimal | None) -> str | None:
+    return None if value is None else usd_str(value)
 
 
 def tier_for(price: PriceSheet) -> Tier:
