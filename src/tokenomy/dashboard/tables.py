@@ -8,27 +8,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from tokenomy.analytics.requests import latest_requests
+from tokenomy.analytics.spend import EVENT_DIMENSIONS
 from tokenomy.dashboard import figures, ranges
 from tokenomy.dashboard.memo import RollupMemo, Sums
+from tokenomy.ledger.event import ROLLUP_DIMENSIONS
 from tokenomy.pricing.catalog import Model
 
-REQUEST_FILTERS = (
-    "tenant",
-    "key_id",
-    "user",
-    "team",
-    "department",
-    "project",
-    "environment",
-    "workflow",
-    "model",
-    "requested_model",
-    "tier",
-    "upstream",
-    "route_reason",
-    "endpoint",
-    "status",
-)
+# Every ledger field a request can be filtered by (what analytics.requests accepts).
+REQUEST_FILTERS = (*ROLLUP_DIMENSIONS, *EVENT_DIMENSIONS)
 
 
 def models_page(
