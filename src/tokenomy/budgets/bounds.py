@@ -26,20 +26,42 @@ def _utf8_size(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
+_IMAGE_TYPES = frozenset(("image_url", "input_image", "image"))
+
+
 def _walk(value: Any) -> int:
     """Bytes of all text in a JSON value; images count as a fixed token budget."""
+    kind = type(value)
+    if kind is str:
+        return len(value) if value.isascii() else _utf8_size(value)
+    if kind is list:
+        total = 0
+        for item in value:
+            total += _walk(item)
+        return total
+    if kind is dict:
+        if value.get("type") in _IMAGE_TYPES or "image_url" in value:
+            return TOKENS_PER_IMAGE
+        total = 0
+        for key, item in value.items():
+            if key != "cache_control":
+                total += (len(key) if key.isascii() else _utf8_size(key)) + _walk(item)
+        return total
+    if kind is int or kind is float:
+        return 8  # a number's digits
+    return _walk_other(value)
+
+
+def _walk_other(value: Any) -> int:
+    """Booleans, None and subclasses of the JSON types (parsed JSON has none of the
+    latter; the exact-type checks above are the request path's fast path)."""
     if isinstance(value, str):
         return _utf8_size(value)
     if isinstance(value, list):
         return sum(_walk(item) for item in value)
     if isinstance(value, dict):
-        kind = value.get("type")
-        if kind in ("image_url", "input_image", "image") or "image_url" in value:
-            return TOKENS_PER_IMAGE
-        return sum(_utf8_size(k) + _walk(v) for k, v in value.items() if k != "cache_control")
-    if isinstance(value, int | float):
-        return 8  # a number's digits
-    return 0
+        return _walk(dict(value))
+    return 8 if isinstance(value, int | float) else 0
 
 
 _PROMPT_FIELDS = ("messages", "prompt", "input", "instructions", "tools", "functions", "system")
