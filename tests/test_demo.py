@@ -40,7 +40,7 @@ def test_demo_runs_meters_three_departments_and_stops(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "/v1" in out and "/admin/docs" in out
+    assert "/v1" in out and "/admin/docs" in out and "/ui" in out
     outcomes = next(line for line in out.splitlines() if line.startswith("outcomes:"))
     assert outcomes.startswith("outcomes: ok=") and "," not in outcomes, outcomes
     assert "CC-BY 4.0" in out

@@ -126,6 +126,7 @@ def demo(
         _wait_up(f"http://127.0.0.1:{port}/healthz", gateway, "gateway")
         base = f"http://127.0.0.1:{port}"
         click.echo(f"gateway      {base}/v1   (OpenAI-compatible: point base_url here)")
+        click.echo(f"dashboard    {base}/ui   (sign in with the admin key below)")
         click.echo(f"admin API    {base}/admin/docs   (admin key: {config['admin_key']})")
         click.echo(f"spend        {base}/admin/spend?group_by=department,model")
         click.echo(f"mock         http://127.0.0.1:{mock_port}/v1")
