@@ -178,6 +178,8 @@ def test_config_is_found_by_flag_env_then_cwd(
         ({"models": [{"name": "no-such-model-anywhere", "upstream": "mock"}]}, "no price given"),
         ({"database": "mysql://x"}, "not supported"),
         ({"surprise": 1}, "surprise"),
+        ({"routes": {"auto": {"strategy": "fixed", "model": "nope"}}}, "route 'auto'"),
+        ({"routes": {"auto": {"models": ["gpt-4o-mini", "ghost"]}}}, "unknown model 'ghost'"),
     ],
 )
 def test_bad_config_fails_at_start_with_a_clear_message(

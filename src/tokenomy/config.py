@@ -21,6 +21,8 @@ from tokenomy.money import parse_usd
 
 Usd = Annotated[Decimal, BeforeValidator(parse_usd)]
 Tier = Literal["premium", "mid", "commodity"]
+Capability = Literal["tools", "vision", "json_mode"]
+CAPABILITIES: tuple[Capability, ...] = ("tools", "vision", "json_mode")
 TIERS: tuple[Tier, ...] = ("premium", "mid", "commodity")
 DEFAULT_CONFIG_FILE = "tokenomy.yaml"
 
@@ -97,10 +99,21 @@ class ModelConfig(_Frozen):
     tokenizer: Literal["o200k_base", "cl100k_base", "bytes"] | None = None
     # Budget downgrades: the model that stands in for this one at a cheaper tier.
     downgrade: dict[Tier, str] = Field(default_factory=dict)
+    # What the model can do; routing never picks a model for a request it cannot serve.
+    # Unset: everything (list the capabilities to restrict a model).
+    capabilities: tuple[Capability, ...] | None = None
 
     @property
     def target(self) -> str:
         return self.upstream_model or self.name
+
+
+class RouteConfig(_Frozen):
+    """A virtual model clients may ask for; its strategy picks the model that serves."""
+
+    strategy: Literal["fixed", "cheapest-capable"] = "cheapest-capable"
+    model: str | None = None  # fixed: the model
+    models: list[str] | None = None  # cheapest-capable: the candidates (default: every chat model)
 
 
 class LedgerConfig(_Frozen):
@@ -140,6 +153,7 @@ class Settings(_Frozen):
     server: ServerConfig = ServerConfig()
     watch: WatchConfig = WatchConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
+    routes: dict[str, RouteConfig] = Field(default_factory=dict)
     # Budgets applied (created or replaced) at start; the admin API and CLI manage more.
     budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -163,6 +177,14 @@ class Settings(_Frozen):
                 )
             if model.price is not None and model.self_hosted is not None:
                 raise ValueError(f"model {model.name!r}: give price or self_hosted, not both")
+        for name, route in self.routes.items():
+            if name in seen:
+                raise ValueError(f"route {name!r} has the name of a model")
+            if route.strategy == "fixed" and route.model not in seen:
+                raise ValueError(f"route {name!r}: fixed needs model: one of the models")
+            for candidate in route.models or ():
+                if candidate not in seen:
+                    raise ValueError(f"route {name!r} names unknown model {candidate!r}")
         for model in self.models:
             for tier, substitute in model.downgrade.items():
                 if substitute not in seen:

@@ -34,4 +34,15 @@ async def list_models(gateway: Gateway, scope: Scope, send: Send) -> None:
         for model in gateway.catalog
         if principal.may_use(model.name)
     ]
+    data += [
+        {
+            "id": name,
+            "object": "model",
+            "created": CREATED,
+            "owned_by": "tokenomy-route",
+            "tokenomy": {"route": route.strategy},
+        }
+        for name, route in gateway.settings.routes.items()
+        if principal.may_use(name)
+    ]
     await send_bytes(send, 200, orjson.dumps({"object": "list", "data": data}), [JSON])

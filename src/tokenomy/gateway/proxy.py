@@ -42,6 +42,7 @@ from tokenomy.ledger import UsageEvent
 from tokenomy.policy import PRIORITIES, Priority
 from tokenomy.principals import Principal
 from tokenomy.principals.principal import parse_tags
+from tokenomy.routing.aliases import resolve_route
 from tokenomy.usage import Usage
 
 MAX_WORKFLOW = 200
@@ -139,6 +140,17 @@ async def handle(
         payload = parse_json_object(raw)
         endpoint.validate(payload)
         model = gateway.catalog.get(payload["model"])
+        route_reason = "requested"
+        route = gateway.settings.routes.get(payload["model"])
+        if model is None and route is not None and caller.principal.may_use(payload["model"]):
+            model, route_reason = resolve_route(
+                payload["model"],
+                route,
+                gateway.catalog,
+                caller.principal,
+                payload,
+                endpoint.model_kind,
+            )
         if model is None or not caller.principal.may_use(model.name):
             raise NotFound(
                 f"The model '{payload['model']}' does not exist or this key may not use it.",
@@ -168,6 +180,7 @@ async def handle(
         tags=caller.tags,
         store_content=gateway.settings.ledger.store_content,
         traceparent=caller.traceparent,
+        route_reason=route_reason,
     )
     try:
         await admit(gateway, call, caller)

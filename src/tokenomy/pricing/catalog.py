@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tokenomy.config import ModelConfig, Settings, Tier
+from tokenomy.config import CAPABILITIES, ModelConfig, Settings, Tier
 from tokenomy.errors import ConfigError
 from tokenomy.money import MILLION, round_price_per_mtok, usd_str
 from tokenomy.pricing.sheet import PriceSheet
@@ -34,6 +34,7 @@ class Model:
     context_window: int | None
     tokenizer: str | None = None  # tiktoken encoding that counts this model exactly
     downgrade: tuple[tuple[str, str], ...] = ()  # (tier, substitute model)
+    capabilities: frozenset[str] = frozenset(CAPABILITIES)
 
     def public(self) -> dict[str, Any]:
         """The model and its prices (USD per million tokens, decimal strings)."""
@@ -179,6 +180,9 @@ class Catalog:
                     context_window=config.context_window,
                     tokenizer=_tokenizer(config, settings),
                     downgrade=tuple(config.downgrade.items()),
+                    capabilities=frozenset(
+                        CAPABILITIES if config.capabilities is None else config.capabilities
+                    ),
                 )
             )
         return cls(models)

@@ -1,0 +1,1 @@
+"""Choosing the model that serves a request: route aliases and their strategies."""
