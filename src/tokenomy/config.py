@@ -66,6 +66,10 @@ class UpstreamConfig(_Frozen):
     # `query: {api-version: "2024-10-21"}` is added to every URL.
     auth_header: str = "authorization"
     query: dict[str, str] = Field(default_factory=dict)
+    # Circuit breaker: after this many failures in a row the upstream is skipped for
+    # breaker_open_s seconds (fallback models serve meanwhile), then tried again.
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_open_s: float = Field(default=30.0, gt=0)
 
     @property
     def resolved_kind(self) -> Literal["openai", "anthropic"]:
@@ -99,6 +103,9 @@ class ModelConfig(_Frozen):
     tokenizer: Literal["o200k_base", "cl100k_base", "bytes"] | None = None
     # Budget downgrades: the model that stands in for this one at a cheaper tier.
     downgrade: dict[Tier, str] = Field(default_factory=dict)
+    # Tried in order when this model's upstream fails (5xx, 429, timeout, unreachable)
+    # before anything reached the client; the request is charged once, to the one served.
+    fallbacks: list[str] = Field(default_factory=list)
     # What the model can do; routing never picks a model for a request it cannot serve.
     # Unset: everything (list the capabilities to restrict a model).
     capabilities: tuple[Capability, ...] | None = None
@@ -186,6 +193,11 @@ class Settings(_Frozen):
                 if candidate not in seen:
                     raise ValueError(f"route {name!r} names unknown model {candidate!r}")
         for model in self.models:
+            for fallback in model.fallbacks:
+                if fallback not in seen or fallback == model.name:
+                    raise ValueError(
+                        f"model {model.name!r}: fallback {fallback!r} is not another model"
+                    )
             for tier, substitute in model.downgrade.items():
                 if substitute not in seen:
                     raise ValueError(

@@ -11,6 +11,7 @@ import orjson
 
 from tokenomy.budgets.bounds import output_limit
 from tokenomy.budgets.enforcer import Admission
+from tokenomy.budgets.enforcer import Request as BudgetRequest
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.ledger import UsageEvent
 from tokenomy.money import from_pico, usd_str
@@ -40,6 +41,7 @@ class Call:
     store_content: bool = False
     completion_text: list[str] = field(default_factory=list)
     admission: Admission | None = None
+    budget_request: BudgetRequest | None = None  # to admit again for a fallback model
     rewritten: bool = False  # the payload changed since it arrived (re-serialize it)
     rate_tokens: int = 0  # tokens the rate limiter counted at admission
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)

@@ -37,6 +37,7 @@ from tokenomy.gateway.asgi import (
 )
 from tokenomy.gateway.call import Call, new_request_id
 from tokenomy.gateway.endpoints import Endpoint
+from tokenomy.gateway.fallback import retriable, serve_with_fallbacks
 from tokenomy.gateway.state import Gateway
 from tokenomy.ledger import UsageEvent
 from tokenomy.policy import PRIORITIES, Priority
@@ -204,17 +205,15 @@ async def admit(gateway: Gateway, call: Call, caller: Caller) -> None:
     """Budgets (which may downgrade the model and inject an output limit), then the key's
     rate limits. Raises the 429 to answer."""
     principal = call.principal
-    admission = await gateway.enforcer.admit(
-        BudgetRequest(
-            principal=principal,
-            tags={**principal.tags, **call.tags},
-            priority=caller.priority,
-            payload=call.payload,
-            output_field=call.endpoint.output_limit_field,
-            produces_output=call.endpoint.model_kind == "chat",
-        ),
-        call.model,
+    call.budget_request = BudgetRequest(
+        principal=principal,
+        tags={**principal.tags, **call.tags},
+        priority=caller.priority,
+        payload=call.payload,
+        output_field=call.endpoint.output_limit_field,
+        produces_output=call.endpoint.model_kind == "chat",
     )
+    admission = await gateway.enforcer.admit(call.budget_request, call.model)
     call.admission = admission
     if admission.model is not call.model:
         call.model = admission.model
@@ -258,8 +257,15 @@ async def fail(
 
 
 async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
-    try:
+    async def attempt() -> upstream_call.Answer:
         answer = await upstream_call.complete(gateway, call)
+        failure = answer.failure
+        if isinstance(failure, UpstreamError) and retriable(failure):
+            raise failure  # nothing was billed: let a fallback model serve
+        return answer
+
+    try:
+        answer = await serve_with_fallbacks(gateway, call, attempt)
     except TokenomyError as exc:
         return await fail(gateway, call, send, exc)
     if answer.failure is not None:

@@ -22,10 +22,11 @@ import orjson
 from tokenomy.errors import TokenomyError, UpstreamError
 from tokenomy.gateway.asgi import EVENT_STREAM, Receive, Send
 from tokenomy.gateway.call import Call
+from tokenomy.gateway.fallback import serve_with_fallbacks
 from tokenomy.gateway.proxy import fail, record
 from tokenomy.gateway.state import Gateway
 from tokenomy.gateway.upstream_call import rejection, upstream_request
-from tokenomy.upstream.client import read_body
+from tokenomy.upstream.client import UpstreamClient, read_body
 from tokenomy.upstream.sse import SSEParser
 from tokenomy.usage import Usage
 
@@ -109,19 +110,21 @@ def _translator(call: Call, kind: str) -> Any:
 
 
 async def relay_stream(gateway: Gateway, call: Call, receive: Receive, send: Send) -> None:
-    try:
+    async def attempt() -> tuple[UpstreamClient, aiohttp.ClientResponse]:
         client, path, body = upstream_request(gateway, call, stream=True)
         response = await client.post(path, body)
+        if response.status >= 400:
+            try:
+                raw = await read_body(response, client.name)
+            except UpstreamError:
+                raw = b""
+            raise rejection(client, response.status, raw, response.headers)
+        return client, response
+
+    try:
+        client, response = await serve_with_fallbacks(gateway, call, attempt)
     except TokenomyError as exc:
         return await fail(gateway, call, send, exc)
-    if response.status >= 400:
-        try:
-            raw = await read_body(response, client.name)
-        except UpstreamError:
-            raw = b""
-        return await fail(
-            gateway, call, send, rejection(client, response.status, raw, response.headers)
-        )
 
     relay = _Relay(call, _translator(call, client.kind))
     headers = [EVENT_STREAM, (b"cache-control", b"no-cache"), *call.headers("pending")]

@@ -35,6 +35,7 @@ class Model:
     tokenizer: str | None = None  # tiktoken encoding that counts this model exactly
     downgrade: tuple[tuple[str, str], ...] = ()  # (tier, substitute model)
     capabilities: frozenset[str] = frozenset(CAPABILITIES)
+    fallbacks: tuple[str, ...] = ()
 
     def public(self) -> dict[str, Any]:
         """The model and its prices (USD per million tokens, decimal strings)."""
@@ -180,6 +181,7 @@ class Catalog:
                     context_window=config.context_window,
                     tokenizer=_tokenizer(config, settings),
                     downgrade=tuple(config.downgrade.items()),
+                    fallbacks=tuple(config.fallbacks),
                     capabilities=frozenset(
                         CAPABILITIES if config.capabilities is None else config.capabilities
                     ),

@@ -13,6 +13,7 @@ import aiohttp
 
 from tokenomy.config import UpstreamConfig
 from tokenomy.errors import UpstreamError, UpstreamTimeout
+from tokenomy.upstream.breaker import CircuitBreaker
 
 ANTHROPIC_VERSION = "2023-06-01"
 
@@ -26,6 +27,7 @@ class UpstreamClient:
         self._query = "?" + urlencode(config.query) if config.query else ""
         self._session: aiohttp.ClientSession | None = None
         self._headers = self._auth_headers()
+        self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_open_s)
 
     def _auth_headers(self) -> dict[str, str]:
         headers = {"content-type": "application/json", **self.config.headers}
