@@ -63,3 +63,8 @@ def parse_usd(value: object) -> Decimal:
     if not amount.is_finite():
         raise ValueError(f"not a finite amount: {value!r}")
     return amount
+
+
+def usd_micro(pico: float) -> str:
+    """A (possibly fractional) pico-dollar figure as USD to the micro-dollar, for estimates."""
+    return usd_str(from_pico(round(pico)).quantize(Decimal("0.000001")))

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
+from tokenomy.budgets.periods import iso_utc
 from tokenomy.money import normalize, usd_str
 
 log = logging.getLogger("tokenomy.budgets.alerts")
@@ -92,13 +93,8 @@ def describe(event: AlertEvent) -> str:
 
 
 def _iso(ms: int) -> str | None:
-    """ISO 8601 UTC with a Z; None for a moment past what datetime can hold (never)."""
-    try:
-        moment = datetime.fromtimestamp(ms / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-    spec = "milliseconds" if ms % 1000 else "seconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+    """ISO 8601 UTC with a Z (milliseconds only when there are any); None: never."""
+    return iso_utc(ms, "milliseconds" if ms % 1000 else "seconds")
 
 
 def _escape_slack(text: str) -> str:

@@ -13,7 +13,6 @@ import logging
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,7 +22,7 @@ from tokenomy.budgets.alerts import AlertEvent, AlertSender
 from tokenomy.budgets.book import BudgetBook, scope_filters
 from tokenomy.budgets.bounds import byte_bound, exact_bound, output_limit
 from tokenomy.budgets.definition import Budget, Threshold
-from tokenomy.budgets.periods import FOREVER_MS, window
+from tokenomy.budgets.periods import FOREVER_MS, iso_utc, window
 from tokenomy.budgets.store import BudgetStore, CounterKey, Hold, Refusal, ReserveLine
 from tokenomy.errors import BudgetExceeded
 from tokenomy.money import from_pico, to_pico, usd_str
@@ -79,9 +78,7 @@ class Request:
 
 
 def _iso(ms: int) -> str | None:
-    if ms >= FOREVER_MS:
-        return None
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
+    return iso_utc(ms, "auto")
 
 
 class BudgetEnforcer:

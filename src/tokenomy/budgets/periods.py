@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from tokenomy.budgets.definition import Period
@@ -41,3 +41,12 @@ def _add_days(moment: datetime, days: int, zone: ZoneInfo) -> datetime:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def iso_utc(ms: int | None, timespec: str = "seconds") -> str | None:
+    """ISO 8601 in UTC ending in ``Z``; None for no moment (None, or the endless end of a
+    ``total`` budget). ``timespec`` as in :meth:`datetime.isoformat`."""
+    if ms is None or ms >= FOREVER_MS:
+        return None
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec=timespec).replace("+00:00", "Z")

@@ -15,11 +15,11 @@ from __future__ import annotations
 import sqlite3
 import statistics
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from tokenomy.money import from_pico, to_pico, usd_str
+from tokenomy.budgets.periods import iso_utc
+from tokenomy.money import to_pico, usd_micro
 
 DIMENSIONS = ("user", "key_id", "workflow", "team", "project")
 WINDOW_MINUTES = 15
@@ -53,9 +53,9 @@ class Finding:
     def describe(self) -> str:
         factor = f"{self.factor:.1f}x" if self.factor is not None else "from zero"
         return (
-            f"spend spike: {self.dimension}={self.value} spent ${_usd(self.observed_pico)} in "
+            f"spend spike: {self.dimension}={self.value} spent ${usd_micro(self.observed_pico)} in "
             f"{(self.window_end_ms - self.window_start_ms) // 60000} min, "
-            f"usually ${_usd(self.expected_pico)} ({factor}, z={self.z:.1f})"
+            f"usually ${usd_micro(self.expected_pico)} ({factor}, z={self.z:.1f})"
         )
 
     def public(self) -> dict[str, Any]:
@@ -63,18 +63,18 @@ class Finding:
             "tenant": self.tenant,
             "dimension": self.dimension,
             "value": self.value,
-            "window_start": _iso(self.window_start_ms),
-            "window_end": _iso(self.window_end_ms),
-            "observed_usd": _usd(self.observed_pico),
-            "expected_usd": _usd(self.expected_pico),
-            "median_usd": _usd(self.median_pico),
-            "baseline_max_usd": _usd(self.max_pico),
+            "window_start": _iso_str(self.window_start_ms),
+            "window_end": _iso_str(self.window_end_ms),
+            "observed_usd": usd_micro(self.observed_pico),
+            "expected_usd": usd_micro(self.expected_pico),
+            "median_usd": usd_micro(self.median_pico),
+            "baseline_max_usd": usd_micro(self.max_pico),
             "factor": None if self.factor is None else round(self.factor, 2),
             "z": round(self.z, 2),
             "requests": self.requests,
             "expected_requests": round(self.expected_requests, 2),
             "baseline_windows": self.baseline_windows,
-            "top_models": [{"model": m, "cost_usd": _usd(c)} for m, c in self.top_models],
+            "top_models": [{"model": m, "cost_usd": usd_micro(c)} for m, c in self.top_models],
             "principals": self.principals,
             "summary": self.describe(),
         }
@@ -90,22 +90,12 @@ class Scan:
 
     def public(self) -> dict[str, Any]:
         return {
-            "window_start": _iso(self.window_start_ms),
-            "window_end": _iso(self.window_end_ms),
+            "window_start": _iso_str(self.window_start_ms),
+            "window_end": _iso_str(self.window_end_ms),
             "baseline_windows": self.baseline_windows,
             "note": self.note,
             "findings": [f.public() for f in self.findings],
         }
-
-
-def _usd(pico: float) -> str:
-    return usd_str(from_pico(round(pico)).quantize(Decimal("0.000001")))
-
-
-def _iso(ms: int) -> str:
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    )
 
 
 def detect_anomalies(
@@ -239,3 +229,9 @@ def _principals(
         {name: str(v) for name, v in zip((*_CONTEXT, "workflow"), row[:-1], strict=True)}
         for row in rows
     ]
+
+
+def _iso_str(ms: int) -> str:
+    text = iso_utc(ms)
+    assert text is not None  # windows always end in the past
+    return text

@@ -20,7 +20,6 @@ import sqlite3
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,10 +27,10 @@ from zoneinfo import ZoneInfo
 from tokenomy.analytics.spend import SpendQuery, query_spend
 from tokenomy.budgets.book import scope_filters
 from tokenomy.budgets.definition import Budget
-from tokenomy.budgets.periods import FOREVER_MS, window
+from tokenomy.budgets.periods import FOREVER_MS, iso_utc, window
 from tokenomy.forecast.models import EtsFit, statsmodels_available
 from tokenomy.forecast.series import Series, ledger_series
-from tokenomy.money import from_pico, to_pico, usd_str
+from tokenomy.money import to_pico, usd_micro, usd_str
 
 LEVEL = 0.9  # central prediction interval: 5th to 95th percentile
 LOOKBACK_DAYS = 14  # two weeks of hours: a fit takes well under a second
@@ -76,37 +75,25 @@ class BudgetForecast:
             "budget": self.budget.name,
             "scope": dict(self.budget.scope),
             "period": self.budget.period,
-            "period_start": _iso(self.period_start_ms),
-            "period_end": _iso(self.period_end_ms),
-            "horizon_end": _iso(self.horizon_end_ms),
+            "period_start": iso_utc(self.period_start_ms),
+            "period_end": iso_utc(self.period_end_ms),
+            "horizon_end": iso_utc(self.horizon_end_ms),
             "limit_usd": usd_str(self.budget.limit_usd),
-            "spent_usd": _usd(self.spent_pico),
-            "forecast_usd": _usd(self.forecast_pico),
-            "lower_usd": _usd(self.lower_pico),
-            "upper_usd": _usd(self.upper_pico),
+            "spent_usd": usd_micro(self.spent_pico),
+            "forecast_usd": usd_micro(self.forecast_pico),
+            "lower_usd": usd_micro(self.lower_pico),
+            "upper_usd": usd_micro(self.upper_pico),
             "level": self.level,
             "forecast_fraction": round(self.forecast_pico / limit, 4) if limit else None,
             "exhausted": self.exhausted,
             "will_exceed": self.will_exceed,
-            "exhausts_at": _iso(self.exhausts_at_ms),
-            "exhausts_at_earliest": _iso(self.exhausts_at_earliest_ms),
+            "exhausts_at": iso_utc(self.exhausts_at_ms),
+            "exhausts_at_earliest": iso_utc(self.exhausts_at_earliest_ms),
             "method": self.method,
             "bucket": "hour" if self.bucket_s == 3600 else "minute",
             "history_buckets": self.history_buckets,
             "note": self.note,
         }
-
-
-def _usd(pico: int) -> str:
-    return usd_str(from_pico(pico).quantize(Decimal("0.000001")))
-
-
-def _iso(ms: int | None) -> str | None:
-    if ms is None or ms >= FOREVER_MS:
-        return None
-    return (
-        datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    )
 
 
 @dataclass(frozen=True, slots=True)
