@@ -19,6 +19,13 @@ def _require_model(payload: dict[str, Any]) -> None:
         raise InvalidRequest("model must be a non-empty string", param="model")
 
 
+def _required(payload: dict[str, Any], name: str) -> Any:
+    value = payload.get(name)
+    if value is None:
+        raise InvalidRequest(f"missing required parameter: '{name}'", param=name)
+    return value
+
+
 def _check_common(payload: dict[str, Any]) -> None:
     _require_model(payload)
     stream = payload.get("stream")
@@ -37,9 +44,7 @@ def _check_common(payload: dict[str, Any]) -> None:
 
 def _validate_chat(payload: dict[str, Any]) -> None:
     _check_common(payload)
-    messages = payload.get("messages")
-    if messages is None:
-        raise InvalidRequest("missing required parameter: 'messages'", param="messages")
+    messages = _required(payload, "messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("messages must be a non-empty array", param="messages")
     for index, message in enumerate(messages):
@@ -55,27 +60,21 @@ def _validate_chat(payload: dict[str, Any]) -> None:
 
 def _validate_completion(payload: dict[str, Any]) -> None:
     _check_common(payload)
-    prompt = payload.get("prompt")
-    if prompt is None:
-        raise InvalidRequest("missing required parameter: 'prompt'", param="prompt")
+    prompt = _required(payload, "prompt")
     if not isinstance(prompt, str | list):
         raise InvalidRequest("prompt must be a string or an array", param="prompt")
 
 
 def _validate_embedding(payload: dict[str, Any]) -> None:
     _require_model(payload)
-    value = payload.get("input")
-    if value is None:
-        raise InvalidRequest("missing required parameter: 'input'", param="input")
+    value = _required(payload, "input")
     if not isinstance(value, str | list) or value == [] or value == "":
         raise InvalidRequest("input must be a non-empty string or array", param="input")
 
 
 def _validate_response(payload: dict[str, Any]) -> None:
     _check_common(payload)
-    value = payload.get("input")
-    if value is None:
-        raise InvalidRequest("missing required parameter: 'input'", param="input")
+    value = _required(payload, "input")
     if not isinstance(value, str | list):
         raise InvalidRequest("input must be a string or an array of items", param="input")
 
