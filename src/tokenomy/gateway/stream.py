@@ -25,7 +25,7 @@ from tokenomy.gateway.call import Call
 from tokenomy.gateway.fallback import serve_with_fallbacks
 from tokenomy.gateway.proxy import fail, record
 from tokenomy.gateway.state import Gateway
-from tokenomy.gateway.upstream_call import rejection, upstream_request
+from tokenomy.gateway.upstream_call import client_wants_usage, rejection, upstream_request
 from tokenomy.upstream.client import UpstreamClient, read_body
 from tokenomy.upstream.sse import SSEParser
 from tokenomy.usage import Usage
@@ -50,8 +50,7 @@ class _Relay:
         self.texts: list[str] = []
         self.saw_done = False
         self.failure: TokenomyError | None = None
-        options = call.payload.get("stream_options")
-        self.client_wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        self.client_wants_usage = client_wants_usage(call)
 
     def frames(self, name: str | None, data: bytes) -> list[bytes]:
         """The frames to send the client for one upstream event."""
@@ -102,10 +101,8 @@ def _translator(call: Call, kind: str) -> Any:
         return None
     from tokenomy.upstream.anthropic_format import AnthropicStreamTranslator
 
-    options = call.payload.get("stream_options")
-    include_usage = isinstance(options, dict) and options.get("include_usage") is True
     return AnthropicStreamTranslator(
-        call.model.name, call.request_id, int(time.time()), include_usage
+        call.model.name, call.request_id, int(time.time()), client_wants_usage(call)
     )
 
 

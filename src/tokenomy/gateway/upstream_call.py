@@ -32,7 +32,7 @@ def openai_body(call: Call, stream: bool) -> bytes:
     payload = call.payload
     target = call.model.target
     needs_usage = (
-        stream and call.endpoint.wants_stream_usage_option and not _client_wants_usage(call)
+        stream and call.endpoint.wants_stream_usage_option and not client_wants_usage(call)
     )
     if payload.get("model") == target and not needs_usage and not call.rewritten:
         return call.raw_body
@@ -43,7 +43,8 @@ def openai_body(call: Call, stream: bool) -> bytes:
     return orjson.dumps(changed)
 
 
-def _client_wants_usage(call: Call) -> bool:
+def client_wants_usage(call: Call) -> bool:
+    """Did the client ask for the final usage chunk of its stream?"""
     options = call.payload.get("stream_options")
     return isinstance(options, dict) and options.get("include_usage") is True
 
