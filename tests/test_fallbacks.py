@@ -39,6 +39,14 @@ def fallback_gateway(
         "connect_timeout_s": 1,
         "breaker_threshold": 2,
         "breaker_open_s": 1,
+        "retries": 0,
+    }
+    # Fails every other call: the retry on the same upstream answers.
+    config["upstreams"]["flaky-once"] = {
+        "base_url": mock_upstream.base_url,
+        "headers": {"x-mock-fault-sequence": "error,ok"},
+        "retries": 1,
+        "retry_backoff_s": 0.05,
     }
     config["upstreams"]["broken"]["breaker_threshold"] = 1000  # never opens in these tests
     price = {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}
@@ -51,6 +59,7 @@ def fallback_gateway(
             "fallbacks": ["hanging-model", "gpt-4o-mini"],
         },
         {"name": "later-model", "upstream": "later", "upstream_model": "m", "price": price},
+        {"name": "retried", "upstream": "flaky-once", "upstream_model": "m", "price": price},
     ]
     gateway = start_gateway(tmp_path, config)
     yield gateway, later_port
@@ -118,3 +127,34 @@ def test_the_breaker_opens_skips_and_closes_again(fallback_gateway: tuple[Gatewa
         assert code() == "ok"
     finally:
         stop(process)
+
+
+def test_a_failed_call_is_retried_on_the_same_upstream_and_charged_once(
+    fallback_gateway: tuple[Gateway, int],
+) -> None:
+    gateway, _ = fallback_gateway
+    key = gateway.create_key(team="retry")
+    client = openai.OpenAI(api_key=key, base_url=gateway.base_url, max_retries=0)
+    for _ in range(3):  # each request meets the 500 first, then the retry succeeds
+        raw = client.chat.completions.with_raw_response.create(
+            model="retried", messages=HI, max_tokens=4
+        )
+        assert raw.headers["x-tokenomy-model"] == "retried"
+        assert raw.headers["x-tokenomy-route-reason"] == "requested"
+    events = [e for e in gateway.events() if e["team"] == "retry"]
+    assert [(e["status"], e["output_tokens"]) for e in events] == [(200, 4)] * 3
+
+
+def test_backoff_is_jittered_capped_and_honours_retry_after() -> None:
+    from tokenomy.config import UpstreamConfig
+    from tokenomy.errors import UpstreamError
+    from tokenomy.gateway.fallback import backoff_s
+
+    config = UpstreamConfig(base_url="http://x", retry_backoff_s=0.1, retry_max_wait_s=2.0)
+    waits = [backoff_s(3, config, None) for _ in range(2000)]
+    assert 0 <= min(waits) < 0.02 and 0.38 < max(waits) <= 0.4  # uniform up to 0.1 x 2^2
+    assert len(set(waits)) > 1900  # jittered: replicas do not retry in step
+    asked = UpstreamError("busy", headers={"retry-after": "1"})
+    assert backoff_s(1, config, asked) >= 1.0
+    asked.headers["retry-after"] = "30"
+    assert backoff_s(1, config, asked) == 2.0  # capped

@@ -7,6 +7,7 @@ provider keys stay out of the file. ``$TOKENOMY_ADMIN_KEY`` overrides ``admin_ke
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from decimal import Decimal
@@ -70,6 +71,12 @@ class UpstreamConfig(_Frozen):
     # breaker_open_s seconds (fallback models serve meanwhile), then tried again.
     breaker_threshold: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=30.0, gt=0)
+    # Retries of a failed call (5xx, 429, timeout, unreachable) on the same upstream before
+    # a fallback model is tried: exponential backoff with full jitter, so replicas that
+    # failed together do not retry together; a 429's retry-after is honoured up to the cap.
+    retries: int = Field(default=1, ge=0, le=10)
+    retry_backoff_s: float = Field(default=0.1, ge=0)
+    retry_max_wait_s: float = Field(default=2.0, ge=0)
 
     @property
     def resolved_kind(self) -> Literal["openai", "anthropic"]:
@@ -115,12 +122,94 @@ class ModelConfig(_Frozen):
         return self.upstream_model or self.name
 
 
+class CascadeCheck(_Frozen):
+    """When the cheap model's answer is not good enough (any rule failing escalates)."""
+
+    # A finish reason outside this list (length, content_filter) escalates.
+    finish_reasons: list[str] = Field(default_factory=lambda: ["stop", "tool_calls"])
+    min_output_tokens: int = Field(default=1, ge=0)
+    # Answers that decline or hedge, matched case-insensitively.
+    refusal_patterns: list[str] = Field(
+        default_factory=lambda: [
+            r"\bI(?: am|'m) (?:not able|unable) to\b",
+            r"\bI can(?:not|'t) (?:help|answer|assist|determine)\b",
+            r"\bI (?:do not|don't) know\b",
+        ]
+    )
+    # A request for JSON (response_format json_object/json_schema) needs an answer that parses.
+    json_valid: bool = True
+
+    @model_validator(mode="after")
+    def _check_patterns(self) -> CascadeCheck:
+        for pattern in self.refusal_patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"refusal pattern {pattern!r} is not a regex: {exc}") from None
+        return self
+
+
 class RouteConfig(_Frozen):
     """A virtual model clients may ask for; its strategy picks the model that serves."""
 
-    strategy: Literal["fixed", "cheapest-capable"] = "cheapest-capable"
+    strategy: Literal["fixed", "cheapest-capable", "learned", "cascade"] = "cheapest-capable"
     model: str | None = None  # fixed: the model
-    models: list[str] | None = None  # cheapest-capable: the candidates (default: every chat model)
+    # cheapest-capable: the candidates (default: every chat model); cascade: cheap → dear.
+    models: list[str] | None = None
+    # learned: the cheap and the strong model, and the router (a path, or the shipped one).
+    weak: str | None = None
+    strong: str | None = None
+    router: str = "default"
+    # learned: the share of requests sent to the strong model. Unset: the share that kept
+    # quality_target of the strong model's quality in the router's cross-validation.
+    strong_share: float | None = Field(default=None, ge=0, le=1)
+    quality_target: float = Field(default=0.95, gt=0, le=1)
+    # The threshold is the (1 - share) quantile of this many recent prompts' scores, so it
+    # follows the live traffic instead of the training file's score distribution.
+    calibration_window: int = Field(default=2000, ge=10)
+    # learned: (fraction of the tightest budget used, multiplier on the strong share),
+    # linear in between; the share shrinks as a budget fills, before any threshold acts.
+    budget_curve: list[tuple[float, float]] = Field(
+        default_factory=lambda: [(0.5, 1.0), (0.9, 0.25), (1.0, 0.0)]
+    )
+    check: CascadeCheck = CascadeCheck()  # cascade: when to escalate
+    # Savings are measured against this model (default: strong for learned, the last model
+    # for cascade; none for fixed and cheapest-capable).
+    baseline: str | None = None
+    # Another route for requests of a priority (x-tokenomy-priority), e.g. deferrable work
+    # to self-hosted or batch-priced capacity.
+    by_priority: dict[Literal["critical", "realtime", "deferrable"], RouteConfig] = Field(
+        default_factory=dict
+    )
+    # Another route for some principals: the first override whose match holds applies.
+    overrides: list[RouteOverride] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_strategy(self) -> RouteConfig:
+        if self.strategy == "learned" and (self.weak is None or self.strong is None):
+            raise ValueError("learned needs weak: and strong: models")
+        if self.strategy == "cascade" and len(self.models or ()) < 2:
+            raise ValueError("cascade needs models: [cheap, ..., strong] (two or more)")
+        points = self.budget_curve
+        if any(b[0] <= a[0] for a, b in itertools.pairwise(points)):
+            raise ValueError("budget_curve: fractions must increase")
+        return self
+
+    def model_names(self) -> list[str]:
+        """Every model this route (with its variants) may name."""
+        names = [n for n in (self.model, self.weak, self.strong, self.baseline) if n]
+        names += self.models or []
+        for variant in [*self.by_priority.values(), *(o.route for o in self.overrides)]:
+            names += variant.model_names()
+        return names
+
+
+class RouteOverride(_Frozen):
+    # Principal fields (tenant, team, department, project, environment, user, key_id).
+    match: dict[
+        Literal["tenant", "team", "department", "project", "environment", "user", "key_id"], str
+    ]
+    route: RouteConfig
 
 
 class LedgerConfig(_Frozen):
@@ -187,9 +276,10 @@ class Settings(_Frozen):
         for name, route in self.routes.items():
             if name in seen:
                 raise ValueError(f"route {name!r} has the name of a model")
-            if route.strategy == "fixed" and route.model not in seen:
-                raise ValueError(f"route {name!r}: fixed needs model: one of the models")
-            for candidate in route.models or ():
+            for variant in _variants(route):
+                if variant.strategy == "fixed" and variant.model not in seen:
+                    raise ValueError(f"route {name!r}: fixed needs model: one of the models")
+            for candidate in route.model_names():
                 if candidate not in seen:
                     raise ValueError(f"route {name!r} names unknown model {candidate!r}")
         for model in self.models:
@@ -220,6 +310,13 @@ class Settings(_Frozen):
             if model.name == name:
                 return model
         return None
+
+
+def _variants(route: RouteConfig) -> list[RouteConfig]:
+    found = [route]
+    for variant in [*route.by_priority.values(), *(o.route for o in route.overrides)]:
+        found += _variants(variant)
+    return found
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

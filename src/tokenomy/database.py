@@ -18,24 +18,34 @@ ROLLUP_DIMENSION_COLUMNS = (
 )
 ROLLUP_SUM_COLUMNS = (
     "requests, errors, estimated, cache_hits, input_tokens, cache_read_tokens, "
+    "cache_write_tokens, output_tokens, reasoning_tokens, cost_pico, latency_ms_sum, saved_pico"
+)
+
+# The rollup columns as migrations 0002-0005 created them. Migrations are append-only
+# records: they keep their own copy, never the current constants above.
+_V1_DIMENSIONS = (
+    "tenant, key_id, user, team, department, project, environment, workflow, model, tier, upstream"
+)
+_V1_SUMS = (
+    "requests, errors, estimated, cache_hits, input_tokens, cache_read_tokens, "
     "cache_write_tokens, output_tokens, reasoning_tokens, cost_pico, latency_ms_sum"
 )
 
 
 def _coarser_rollup(table: str, column: str, seconds: int) -> str:
     """A rollup table with longer time buckets than rollup_minute, filled from it."""
-    dimensions = ", ".join(f"{d} TEXT NOT NULL" for d in ROLLUP_DIMENSION_COLUMNS.split(", "))
+    dimensions = ", ".join(f"{d} TEXT NOT NULL" for d in _V1_DIMENSIONS.split(", "))
     sums = ", ".join(
         f"{c} {'REAL' if c == 'latency_ms_sum' else 'INTEGER'} NOT NULL"
-        for c in ROLLUP_SUM_COLUMNS.split(", ")
+        for c in _V1_SUMS.split(", ")
     )
-    totals = ", ".join(f"SUM({c})" for c in ROLLUP_SUM_COLUMNS.split(", "))
+    totals = ", ".join(f"SUM({c})" for c in _V1_SUMS.split(", "))
     bucket = f"minute / {seconds} * {seconds}"
     return f"""
         CREATE TABLE {table} ({column} INTEGER NOT NULL, {dimensions}, {sums},
-            PRIMARY KEY ({column}, {ROLLUP_DIMENSION_COLUMNS}));
-        INSERT INTO {table} SELECT {bucket}, {ROLLUP_DIMENSION_COLUMNS}, {totals}
-        FROM rollup_minute GROUP BY {bucket}, {ROLLUP_DIMENSION_COLUMNS};
+            PRIMARY KEY ({column}, {_V1_DIMENSIONS}));
+        INSERT INTO {table} SELECT {bucket}, {_V1_DIMENSIONS}, {totals}
+        FROM rollup_minute GROUP BY {bucket}, {_V1_DIMENSIONS};
         """
 
 
@@ -162,6 +172,27 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     ("0005_rollup_day", _coarser_rollup("rollup_day", "day", 86400)),
+    (
+        # Savings: what the request would have cost on its baseline model (the one asked
+        # for, or the route's baseline) minus what it cost. Negative when a fallback was
+        # dearer. Older events claimed no savings: 0 is their true value.
+        "0006_savings",
+        """
+        ALTER TABLE events ADD COLUMN strategy TEXT NOT NULL DEFAULT 'requested';
+        ALTER TABLE events ADD COLUMN baseline_model TEXT;
+        ALTER TABLE events ADD COLUMN saved_pico INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE rollup_minute ADD COLUMN saved_pico INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE rollup_hour ADD COLUMN saved_pico INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE rollup_day ADD COLUMN saved_pico INTEGER NOT NULL DEFAULT 0;
+        UPDATE events SET strategy = 'budget_downgrade'
+            WHERE route_reason LIKE 'budget_downgrade:%';
+        UPDATE events SET strategy = 'fallback' WHERE route_reason LIKE 'fallback:%';
+        UPDATE events SET strategy = 'fixed' WHERE route_reason LIKE 'route:%/fixed';
+        UPDATE events SET strategy = 'cheapest-capable'
+            WHERE route_reason LIKE 'route:%/cheapest-capable';
+        CREATE INDEX events_strategy ON events (strategy, ts_ms)
+        """,
+    ),
 ]
 
 

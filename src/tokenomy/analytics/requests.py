@@ -9,21 +9,21 @@ import orjson
 
 from tokenomy.analytics.spend import GROUPABLE, TIME_BUCKETS
 from tokenomy.errors import InvalidRequest, NotFound
+from tokenomy.ledger.sqlite import EVENT_COLUMNS
 from tokenomy.money import from_pico, usd_str
 
-_FIELDS = (
-    "id, ts_ms, tenant, key_id, user, team, department, project, environment, workflow, tags, "
-    "endpoint, requested_model, model, tier, upstream, route_reason, input_tokens, "
-    "cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_pico, "
-    "latency_ms, ttft_ms, status, error, stream, cache_hit, estimated, prompt, completion"
-)
+_FIELDS = EVENT_COLUMNS
 _NAMES = [name.strip() for name in _FIELDS.split(",")]
 
 
 def _record(row: tuple[Any, ...]) -> dict[str, Any]:
     record = dict(zip(_NAMES, row, strict=True))
     record["tags"] = orjson.loads(record["tags"])
-    record["cost_usd"] = usd_str(from_pico(record.pop("cost_pico")))
+    cost = from_pico(record.pop("cost_pico"))
+    saved = from_pico(record.pop("saved_pico"))
+    record["cost_usd"] = usd_str(cost)
+    record["saved_usd"] = usd_str(saved)
+    record["counterfactual_cost_usd"] = usd_str(cost + saved)
     for flag in ("stream", "cache_hit", "estimated"):
         record[flag] = bool(record[flag])
     return record

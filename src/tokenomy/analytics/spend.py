@@ -20,7 +20,14 @@ from tokenomy.ledger.event import ROLLUP_DIMENSIONS
 from tokenomy.ledger.sqlite import ROLLUPS
 from tokenomy.money import ZERO, from_pico, usd_str
 
-EVENT_DIMENSIONS = ("endpoint", "requested_model", "route_reason", "status")
+EVENT_DIMENSIONS = (
+    "endpoint",
+    "requested_model",
+    "route_reason",
+    "status",
+    "strategy",
+    "baseline_model",
+)
 TIME_BUCKETS = {
     "minute": "%Y-%m-%dT%H:%M",
     "hour": "%Y-%m-%dT%H:00",
@@ -113,7 +120,15 @@ def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
         latency = "SUM(latency_ms)"
     groups = [_column(name, time_column) for name in query.group_by]
     select = ", ".join(
-        [*groups, sums, f"SUM(cost_pico / {_SPLIT})", f"SUM(cost_pico % {_SPLIT})", latency]
+        [
+            *groups,
+            sums,
+            f"SUM(cost_pico / {_SPLIT})",
+            f"SUM(cost_pico % {_SPLIT})",
+            latency,
+            f"SUM(saved_pico / {_SPLIT})",
+            f"SUM(saved_pico % {_SPLIT})",
+        ]
     )
     sql = f"SELECT {select} FROM {table}"
     if where:
@@ -123,10 +138,13 @@ def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
     rows = [_row(query.group_by, row) for row in conn.execute(sql, params) if row[len(groups)]]
     rows.sort(key=lambda r: (-Decimal(r["cost_usd"]), *(str(r[g]) for g in query.group_by)))
     total = sum((Decimal(r["cost_usd"]) for r in rows), ZERO)
+    saved = sum((Decimal(r["saved_usd"]) for r in rows), ZERO)
     return {
         "group_by": query.group_by,
         "rows": rows,
         "total_cost_usd": usd_str(total),
+        "total_saved_usd": usd_str(saved),
+        "total_counterfactual_cost_usd": usd_str(total + saved),
         "total_requests": sum(r["requests"] for r in rows),
         "source": table,
     }
@@ -140,7 +158,9 @@ def _row(group_by: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
     values = {name: int(row[offset + i] or 0) for i, name in enumerate(_SUMS)}
     micro, pico = int(row[offset + len(_SUMS)] or 0), int(row[offset + len(_SUMS) + 1] or 0)
     latency_sum = float(row[offset + len(_SUMS) + 2] or 0.0)
+    saved_micro, saved_pico = int(row[offset + len(_SUMS) + 3] or 0), int(row[-1] or 0)
     cost = from_pico(micro * _SPLIT + pico)
+    saved = from_pico(saved_micro * _SPLIT + saved_pico)
     requests = values["requests"]
     tokens = values["input_tokens"] + values["output_tokens"]
     out.update(
@@ -157,6 +177,8 @@ def _row(group_by: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
         cost_per_request_usd=usd_str(_per(cost, requests)),
         cost_per_1k_tokens_usd=usd_str(_per(cost * 1000, tokens)),
         avg_latency_ms=round(latency_sum / requests, 3) if requests else 0.0,
+        saved_usd=usd_str(saved),
+        counterfactual_cost_usd=usd_str(cost + saved),
     )
     return out
 

@@ -138,6 +138,21 @@ class BudgetEnforcer:
         admission.hold = await self._hold(request, model, scope, admission)
         return admission
 
+    async def pressure(self, request: Request, model: Model) -> float:
+        """How much of the tightest budget in scope is spent or held (0 when none applies),
+        so routing can lean cheaper as a budget fills, before any threshold acts."""
+        budgets = self.book.applicable(request.principal, model.name, model.tier, request.tags)
+        if not budgets:
+            return 0.0
+        scope = await self._current_scope(budgets, time.time_ns() // 1_000_000)
+        tightest = 0.0
+        for budget, key in scope.lines:
+            if budget.limit_pico > 0:
+                counter = await self.store.counter(key)
+                used = (counter.spent_pico + counter.reserved_pico) / budget.limit_pico
+                tightest = max(tightest, used)
+        return tightest
+
     async def _in_scope(
         self, request: Request, model: Model, now_ms: int
     ) -> tuple[_Scope | None, list[tuple[Budget, int]]]:
@@ -145,12 +160,16 @@ class BudgetEnforcer:
         budgets = self.book.applicable(request.principal, model.name, model.tier, request.tags)
         if not budgets:
             return None, []
-        scope = self._scopes.get(id(budgets))
-        if scope is None or scope.budgets is not budgets or not scope.start <= now_ms < scope.end:
-            scope = await self._scope(budgets, now_ms)
+        scope = await self._current_scope(budgets, now_ms)
         watched = scope.watched
         spent = await self.store.spent_pico([key for _, key in watched]) if watched else []
         return scope, [(budget, s) for (budget, _), s in zip(watched, spent, strict=True)]
+
+    async def _current_scope(self, budgets: list[Budget], now_ms: int) -> _Scope:
+        scope = self._scopes.get(id(budgets))
+        if scope is None or scope.budgets is not budgets or not scope.start <= now_ms < scope.end:
+            scope = await self._scope(budgets, now_ms)
+        return scope
 
     async def _scope(self, budgets: list[Budget], now_ms: int) -> _Scope:
         """The counters a set of budgets uses now, cached until one of their periods ends."""

@@ -37,6 +37,8 @@ class Call:
     workflow: str
     tags: dict[str, str]
     route_reason: str = "requested"
+    strategy: str = "requested"  # how the model was chosen (a savings dimension)
+    baseline: Model | None = None  # the model savings are measured against (None: no claim)
     ttft_ms: float | None = None
     store_content: bool = False
     completion_text: list[str] = field(default_factory=list)
@@ -46,6 +48,15 @@ class Call:
     rate_tokens: int = 0  # tokens the rate limiter counted at admission
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     traceparent: str | None = None
+
+    def reroute(self, model: Model, reason: str, strategy: str) -> None:
+        """Serve from another model than the one chosen so far; savings stay measured
+        against the first choice (or the route's baseline)."""
+        if self.baseline is None:
+            self.baseline = self.model
+        self.model = model
+        self.route_reason = reason
+        self.strategy = strategy
 
     def headers(self, cost: str) -> list[tuple[bytes, bytes]]:
         return [
@@ -100,7 +111,12 @@ class Call:
             error=error,
             stream=stream,
             estimated=estimated,
+            strategy=self.strategy,
         )
+        baseline = self.baseline
+        if baseline is not None and baseline is not self.model:
+            event.baseline_model = baseline.name
+            event.saved_pico = baseline.price.cost_pico(usage) - cost_pico
         limit = output_limit(self.payload)
         if limit is not None:
             event.extra["gen_ai.request.max_tokens"] = str(limit)

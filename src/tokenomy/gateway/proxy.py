@@ -216,8 +216,7 @@ async def admit(gateway: Gateway, call: Call, caller: Caller) -> None:
     admission = await gateway.enforcer.admit(call.budget_request, call.model)
     call.admission = admission
     if admission.model is not call.model:
-        call.model = admission.model
-        call.route_reason = admission.route_reason
+        call.reroute(admission.model, admission.route_reason, "budget_downgrade")
     if admission.injected_max_tokens is not None:
         call.rewritten = True
         call.extra_headers.append(

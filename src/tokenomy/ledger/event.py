@@ -53,6 +53,11 @@ class UsageEvent:
     prompt: str | None = None
     completion: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Savings: how the model was chosen, the model it is compared with, and that model's
+    # cost for the same usage minus cost_pico (0 when nothing was routed).
+    strategy: str = "requested"
+    baseline_model: str | None = None
+    saved_pico: int = 0
 
     def rollup_key(self, bucket_seconds: int) -> tuple[object, ...]:
         """The rollup row this event adds to: its time bucket start (epoch seconds) and

@@ -11,13 +11,17 @@ import orjson
 from tokenomy.database import ROLLUP_DIMENSION_COLUMNS, ROLLUP_SUM_COLUMNS
 from tokenomy.ledger.event import UsageEvent
 
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     "id, ts_ms, tenant, key_id, user, team, department, project, environment, workflow, tags, "
     "endpoint, requested_model, model, tier, upstream, route_reason, input_tokens, "
     "cache_read_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_pico, "
-    "latency_ms, ttft_ms, status, error, stream, cache_hit, estimated, prompt, completion"
+    "latency_ms, ttft_ms, status, error, stream, cache_hit, estimated, prompt, completion, "
+    "strategy, baseline_model, saved_pico"
 )
-_INSERT_EVENT = f"INSERT OR IGNORE INTO events ({_EVENT_COLUMNS}) VALUES ({', '.join('?' * 32)})"
+_INSERT_EVENT = (
+    f"INSERT OR IGNORE INTO events ({EVENT_COLUMNS}) "
+    f"VALUES ({', '.join('?' * len(EVENT_COLUMNS.split(',')))})"
+)
 _SUM_COLUMNS = ROLLUP_SUM_COLUMNS.split(", ")
 _DIMENSIONS = ROLLUP_DIMENSION_COLUMNS
 # Rollup tables: name, time column, bucket length in seconds.
@@ -30,7 +34,7 @@ ROLLUPS = (
 
 def _upsert_sql(table: str, time_column: str) -> str:
     columns = f"{time_column}, {_DIMENSIONS}, {', '.join(_SUM_COLUMNS)}"
-    placeholders = ", ".join("?" * (12 + len(_SUM_COLUMNS)))
+    placeholders = ", ".join("?" * (12 + len(_SUM_COLUMNS)))  # time, 11 dimensions, sums
     updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLUMNS)
     return (
         f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
@@ -76,6 +80,9 @@ def _event_row(event: UsageEvent) -> tuple[Any, ...]:
         int(event.estimated),
         event.prompt,
         event.completion,
+        event.strategy,
+        event.baseline_model,
+        event.saved_pico,
     )
 
 
@@ -96,6 +103,7 @@ def _rollup_rows(events: Sequence[UsageEvent], bucket_seconds: int) -> list[tupl
             usage.reasoning_tokens,
             event.cost_pico,
             event.latency_ms,
+            event.saved_pico,
         )
         key = event.rollup_key(bucket_seconds)
         row = sums.get(key)

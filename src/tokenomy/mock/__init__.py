@@ -13,6 +13,8 @@ models whose name contains ``reason`` spend half their completion tokens on reas
 Headers a caller can send to steer one request:
 
 - ``x-mock-fault: error|error-429|timeout|truncate|malformed|slow`` (overrides the rates)
+- ``x-mock-fault-sequence: error,ok`` (faults in turn for successive requests that send the
+  same sequence; ``ok`` is none): a provider that fails, then recovers
 - ``x-mock-completion-tokens: N`` (completion length, over ``max_tokens`` and the default)
 - ``x-mock-latency-ms: MS`` (overrides ``MockOptions.latency_ms``)
 

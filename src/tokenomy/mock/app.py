@@ -117,6 +117,7 @@ def create_mock_app(options: MockOptions | None = None) -> ASGIApp:
     options = options or MockOptions()
     sampler = FaultSampler(options)
     counter = itertools.count(1)
+    sequence_positions: dict[tuple[Fault | None, ...], int] = {}
     models_body = orjson.dumps({"object": "list", "data": [_model_object(m) for m in MODELS]})
 
     async def fail(send: Send, anthropic: bool, status: int) -> None:
@@ -128,7 +129,13 @@ def create_mock_app(options: MockOptions | None = None) -> ASGIApp:
         send: Send, receive: Receive, anthropic: bool, directives: Directives
     ) -> tuple[bool, Fault | None]:
         """Choose the fault, wait the latency; (True, _) when a fault already answered."""
-        fault = directives.fault or sampler.sample()
+        fault = directives.fault
+        if fault is None and directives.sequence:
+            position = sequence_positions.get(directives.sequence, 0)
+            sequence_positions[directives.sequence] = position + 1
+            fault = directives.sequence[position % len(directives.sequence)]
+        elif fault is None:
+            fault = sampler.sample()
         latency = options.latency_ms if directives.latency_ms is None else directives.latency_ms
         if latency:
             await asyncio.sleep(latency / 1000.0)

@@ -17,6 +17,7 @@ from tokenomy.mock.options import Fault
 from tokenomy.mock.text import Generation, completion_pieces
 
 FAULT_HEADER = b"x-mock-fault"
+SEQUENCE_HEADER = b"x-mock-fault-sequence"
 COMPLETION_TOKENS_HEADER = b"x-mock-completion-tokens"
 LATENCY_HEADER = b"x-mock-latency-ms"
 # Larger completions are refused (400), as a real model refuses max_tokens over its limit.
@@ -43,6 +44,8 @@ class Directives:
     fault: Fault | None = None
     completion_tokens: int | None = None
     latency_ms: float | None = None
+    # Faults in turn ("ok": none), for successive requests sending the same sequence.
+    sequence: tuple[Fault | None, ...] = ()
 
 
 NO_DIRECTIVES = Directives()
@@ -62,19 +65,17 @@ def parse_directives(headers: list[tuple[bytes, bytes]]) -> Directives:
     fault: Fault | None = None
     completion: int | None = None
     latency: float | None = None
+    sequence: tuple[Fault | None, ...] = ()
     seen = False
     for name, value in headers:
         if not name.startswith(b"x-mock-"):
             continue
         seen = True
         if name == FAULT_HEADER:
-            try:
-                fault = Fault(value.decode().strip().lower())
-            except ValueError:
-                allowed = ", ".join(f.value for f in Fault)
-                raise BadRequest(
-                    f"Unknown x-mock-fault {value.decode(errors='replace')!r}; use one of {allowed}"
-                ) from None
+            fault = _fault(value.decode(errors="replace"))
+        elif name == SEQUENCE_HEADER:
+            items = value.decode(errors="replace").split(",")
+            sequence = tuple(None if i.strip() == "ok" else _fault(i) for i in items)
         elif name == COMPLETION_TOKENS_HEADER:
             number = _header_number(name, value, 1, MAX_COMPLETION_TOKENS)
             if not number.is_integer():
@@ -84,7 +85,15 @@ def parse_directives(headers: list[tuple[bytes, bytes]]) -> Directives:
             latency = _header_number(name, value, 0, 3_600_000)
     if not seen:
         return NO_DIRECTIVES
-    return Directives(fault, completion, latency)
+    return Directives(fault, completion, latency, sequence)
+
+
+def _fault(text: str) -> Fault:
+    try:
+        return Fault(text.strip().lower())
+    except ValueError:
+        allowed = ", ".join(f.value for f in Fault)
+        raise BadRequest(f"Unknown x-mock-fault {text!r}; use one of {allowed} (or ok)") from None
 
 
 def load_object(body: bytes) -> dict[str, Any]:
