@@ -144,6 +144,7 @@ def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
         "rows": rows,
         "total_cost_usd": usd_str(total),
         "total_saved_usd": usd_str(saved),
+        "total_saved_share": _share(saved, total + saved),
         "total_counterfactual_cost_usd": usd_str(total + saved),
         "total_requests": sum(r["requests"] for r in rows),
         "source": table,
@@ -179,8 +180,13 @@ def _row(group_by: list[str], row: tuple[Any, ...]) -> dict[str, Any]:
         avg_latency_ms=round(latency_sum / requests, 3) if requests else 0.0,
         saved_usd=usd_str(saved),
         counterfactual_cost_usd=usd_str(cost + saved),
+        saved_share=_share(saved, cost + saved),
     )
     return out
+
+
+def _share(part: Decimal, whole: Decimal) -> float:
+    return round(float(part / whole), 4) if whole > 0 else 0.0
 
 
 def _per(amount: Decimal, count: int) -> Decimal:

@@ -21,6 +21,13 @@ COLUMNS = (
     "cost_per_request_usd",
     "cost_per_1k_tokens_usd",
 )
+SAVINGS_COLUMNS = (
+    "requests",
+    "cost_usd",
+    "counterfactual_cost_usd",
+    "saved_usd",
+    "saved_share",
+)
 
 
 @click.command()
@@ -32,6 +39,12 @@ COLUMNS = (
 @click.option("--from", "start", default=None, help="ISO date/time (inclusive).")
 @click.option("--to", "end", default=None, help="ISO date/time (exclusive).")
 @click.option("--where", "filters", multiple=True, help="field=value filter; repeatable.")
+@click.option(
+    "--savings",
+    is_flag=True,
+    help="What routing saved: cost against the counterfactual (the model asked for, or the "
+    "route's baseline); groups by strategy unless --by is given.",
+)
 @click.option(
     "--format",
     "fmt",
@@ -47,9 +60,12 @@ def report(
     start: str | None,
     end: str | None,
     filters: tuple[str, ...],
+    savings: bool,
     fmt: str,
 ) -> None:
     """Spend by any dimension, with cost per request and per 1k tokens."""
+    if savings and not group_by:
+        group_by = "strategy"
     where = dict(item.split("=", 1) for item in filters if "=" in item)
     if len(where) != len(filters):
         raise click.BadParameter("use --where field=value", param_hint="--where")
@@ -59,30 +75,36 @@ def report(
         result = query_spend(conn, query)
     finally:
         conn.close()
+    columns = SAVINGS_COLUMNS if savings else COLUMNS
     if fmt == "json":
         echo_json(result)
     elif fmt == "csv":
-        click.echo(_csv(result), nl=False)
+        click.echo(_csv(result, columns), nl=False)
     else:
-        _table(result)
+        _table(result, columns, "savings" if savings else "spend")
+        if savings:
+            click.echo(
+                f"saved: ${result['total_saved_usd']} of ${result['total_counterfactual_cost_usd']}"
+                f" ({result['total_saved_share']:.1%})"
+            )
 
 
-def _csv(result: dict[str, Any]) -> str:
+def _csv(result: dict[str, Any], columns: tuple[str, ...]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*result["group_by"], *COLUMNS])
+    writer.writerow([*result["group_by"], *columns])
     for row in result["rows"]:
-        writer.writerow([row[g] for g in result["group_by"]] + [row[c] for c in COLUMNS])
+        writer.writerow([row[g] for g in result["group_by"]] + [row[c] for c in columns])
     return out.getvalue()
 
 
-def _table(result: dict[str, Any]) -> None:
+def _table(result: dict[str, Any], columns: tuple[str, ...], title: str) -> None:
     from rich.table import Table
 
-    table = Table(*result["group_by"], *COLUMNS, title="spend")
+    table = Table(*result["group_by"], *columns, title=title)
     for column in table.columns[len(result["group_by"]) :]:
         column.justify = "right"
     for row in result["rows"]:
-        table.add_row(*(str(row[g]) for g in result["group_by"]), *(str(row[c]) for c in COLUMNS))
+        table.add_row(*(str(row[g]) for g in result["group_by"]), *(str(row[c]) for c in columns))
     print_table(table)
     click.echo(f"total: ${result['total_cost_usd']} over {result['total_requests']} requests")

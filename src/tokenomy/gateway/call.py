@@ -12,6 +12,7 @@ import orjson
 from tokenomy.budgets.bounds import output_limit
 from tokenomy.budgets.enforcer import Admission
 from tokenomy.budgets.enforcer import Request as BudgetRequest
+from tokenomy.config import CascadeCheck
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.ledger import UsageEvent
 from tokenomy.money import from_pico, usd_str
@@ -39,6 +40,8 @@ class Call:
     route_reason: str = "requested"
     strategy: str = "requested"  # how the model was chosen (a savings dimension)
     baseline: Model | None = None  # the model savings are measured against (None: no claim)
+    escalation: tuple[Model, ...] = ()  # cascade: the models still to try, cheap to dear
+    cascade_check: CascadeCheck | None = None
     ttft_ms: float | None = None
     store_content: bool = False
     completion_text: list[str] = field(default_factory=list)

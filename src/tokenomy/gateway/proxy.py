@@ -38,12 +38,13 @@ from tokenomy.gateway.asgi import (
 from tokenomy.gateway.call import Call, new_request_id
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.gateway.fallback import retriable, serve_with_fallbacks
+from tokenomy.gateway.routes import choose
 from tokenomy.gateway.state import Gateway
 from tokenomy.ledger import UsageEvent
 from tokenomy.policy import PRIORITIES, Priority
 from tokenomy.principals import Principal
 from tokenomy.principals.principal import parse_tags
-from tokenomy.routing.aliases import resolve_route
+from tokenomy.routing.aliases import RouteChoice
 from tokenomy.usage import Usage
 
 MAX_WORKFLOW = 200
@@ -140,18 +141,15 @@ async def handle(
         raw = await read_body(receive, gateway.settings.server.max_body_bytes)
         payload = parse_json_object(raw)
         endpoint.validate(payload)
+        budget_request = budget_request_for(caller, endpoint, payload)
         model = gateway.catalog.get(payload["model"])
-        route_reason = "requested"
+        choice: RouteChoice | None = None
         route = gateway.settings.routes.get(payload["model"])
         if model is None and route is not None and caller.principal.may_use(payload["model"]):
-            model, route_reason = resolve_route(
-                payload["model"],
-                route,
-                gateway.catalog,
-                caller.principal,
-                payload,
-                endpoint.model_kind,
+            choice = await choose(
+                gateway, payload["model"], route, budget_request, endpoint.model_kind
             )
+            model = choice.model
         if model is None or not caller.principal.may_use(model.name):
             raise NotFound(
                 f"The model '{payload['model']}' does not exist or this key may not use it.",
@@ -181,15 +179,27 @@ async def handle(
         tags=caller.tags,
         store_content=gateway.settings.ledger.store_content,
         traceparent=caller.traceparent,
-        route_reason=route_reason,
+        budget_request=budget_request,
     )
+    if choice is not None:
+        call.route_reason, call.strategy, call.baseline = (
+            choice.reason,
+            choice.strategy,
+            choice.baseline,
+        )
+        call.escalation, call.cascade_check = choice.escalation, choice.check
+        call.extra_headers.extend(choice.headers)
     try:
-        await admit(gateway, call, caller)
+        await admit(gateway, call)
     except TokenomyError as exc:
         await send_error(send, exc, [*id_header, *call.extra_headers])
         return
     try:
-        if payload.get("stream") is True:
+        if call.escalation:
+            from tokenomy.gateway.cascade import relay_cascade
+
+            await relay_cascade(gateway, call, send)
+        elif payload.get("stream") is True:
             from tokenomy.gateway.stream import relay_stream
 
             await relay_stream(gateway, call, receive, send)
@@ -201,18 +211,25 @@ async def handle(
             await gateway.enforcer.release(call.admission)
 
 
-async def admit(gateway: Gateway, call: Call, caller: Caller) -> None:
+def budget_request_for(
+    caller: Caller, endpoint: Endpoint, payload: dict[str, Any]
+) -> BudgetRequest:
+    principal = caller.principal
+    return BudgetRequest(
+        principal=principal,
+        tags={**principal.tags, **caller.tags},
+        priority=caller.priority,
+        payload=payload,
+        output_field=endpoint.output_limit_field,
+        produces_output=endpoint.model_kind == "chat",
+    )
+
+
+async def admit(gateway: Gateway, call: Call) -> None:
     """Budgets (which may downgrade the model and inject an output limit), then the key's
     rate limits. Raises the 429 to answer."""
     principal = call.principal
-    call.budget_request = BudgetRequest(
-        principal=principal,
-        tags={**principal.tags, **call.tags},
-        priority=caller.priority,
-        payload=call.payload,
-        output_field=call.endpoint.output_limit_field,
-        produces_output=call.endpoint.model_kind == "chat",
-    )
+    assert call.budget_request is not None
     admission = await gateway.enforcer.admit(call.budget_request, call.model)
     call.admission = admission
     if admission.model is not call.model:
@@ -255,16 +272,22 @@ async def fail(
     await send_error(send, error, call.headers("0"))
 
 
-async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
+async def answer_plain(gateway: Gateway, call: Call) -> upstream_call.Answer:
+    """The upstream's whole answer, after retries and fallbacks (raises when none served)."""
+
     async def attempt() -> upstream_call.Answer:
         answer = await upstream_call.complete(gateway, call)
         failure = answer.failure
         if isinstance(failure, UpstreamError) and retriable(failure):
-            raise failure  # nothing was billed: let a fallback model serve
+            raise failure  # nothing was billed: retry, or let a fallback model serve
         return answer
 
+    return await serve_with_fallbacks(gateway, call, attempt)
+
+
+async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
     try:
-        answer = await serve_with_fallbacks(gateway, call, attempt)
+        answer = await answer_plain(gateway, call)
     except TokenomyError as exc:
         return await fail(gateway, call, send, exc)
     if answer.failure is not None:

@@ -21,6 +21,7 @@ from tokenomy.ledger import LedgerWriter, UsageEvent
 from tokenomy.pricing import Catalog
 from tokenomy.principals import KeyStore
 from tokenomy.ratelimit import RateLimiter
+from tokenomy.routing.learned_route import LearnedRoute
 from tokenomy.telemetry import tracing
 from tokenomy.telemetry.metrics import GatewayMetrics
 from tokenomy.upstream.client import UpstreamClient
@@ -48,6 +49,8 @@ class Gateway:
     metrics: GatewayMetrics = field(default_factory=GatewayMetrics)
     spans: tracing.SpanEmitter | None = None
     watch: SpendWatch | None = None
+    # Learned route variants' routers and calibration, by the variant config's id().
+    learned_routes: dict[int, LearnedRoute] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def publish(self, event: UsageEvent) -> None:
@@ -66,6 +69,8 @@ class Gateway:
         for name, definition in settings.budgets.items():
             book.put(name, definition, "config")
         alerts = AlertSender()
+        from tokenomy.gateway.routes import load_learned_routes
+
         return cls(
             settings=settings,
             catalog=catalog,
@@ -83,6 +88,7 @@ class Gateway:
             upstreams={
                 name: UpstreamClient(name, config) for name, config in settings.upstreams.items()
             },
+            learned_routes=load_learned_routes(settings),
         )
 
     async def start(self) -> None:
