@@ -281,3 +281,13 @@ def test_report_savings_sums_the_ledger(routed: Gateway) -> None:
         check=True,
     )
     assert "saved: $" in table.stdout and "cascade" in table.stdout
+    metrics = routed.admin("GET", "/metrics").text
+    line = next(
+        row
+        for row in metrics.splitlines()
+        if row.startswith("tokenomy_saved_usd_total{")
+        and 'team="report-savings"' in row
+        and 'model="cheap-terse"' in row
+    )
+    expected = float(rows[("cascade", "cheap-terse")]["saved_usd"])
+    assert float(line.rsplit(" ", 1)[1]) == pytest.approx(expected, rel=1e-12)  # float samples

@@ -11,7 +11,9 @@ module globals). :class:`MetricsObserver` turns each committed ledger event into
 - ``tokenomy_cost_usd_total{team,model}``, ``tokenomy_tokens_total{team,model,token_type}``
   (disjoint classes: input = uncached prompt tokens, cached_input, cache_write, output;
   they add up to all tokens), ``tokenomy_reasoning_tokens_total{team,model}`` (part of
-  output) and ``tokenomy_requests_total{team,model,status}``.
+  output), ``tokenomy_requests_total{team,model,status}`` and
+  ``tokenomy_saved_usd_total{team,model,strategy}`` (routing's savings against the
+  baseline model; negative increments where a cascade or fallback cost extra).
 
 Counters are kept as exact integers (cost in pico-dollars) and converted once per scrape:
 Prometheus samples are floats, so a cost is exact to a float's 15-16 significant digits of
@@ -73,6 +75,7 @@ class _Totals:
         # (team, model) → [cost_pico, input, cached_input, cache_write, output, reasoning]
         self.spend: dict[tuple[str, str], list[int]] = {}
         self.requests: dict[tuple[str, str, str], int] = {}
+        self.saved: dict[tuple[str, str, str], int] = {}  # (team, model, strategy) → pico
 
     def add(self, event: UsageEvent) -> None:
         usage = event.usage
@@ -88,6 +91,9 @@ class _Totals:
         row[5] += usage.reasoning_tokens
         status_key = (event.team, event.model, str(event.status))
         self.requests[status_key] = self.requests.get(status_key, 0) + 1
+        if event.saved_pico:
+            saved_key = (event.team, event.model, event.strategy)
+            self.saved[saved_key] = self.saved.get(saved_key, 0) + event.saved_pico
 
     def collect(self) -> Iterator[Metric]:
         cost = CounterMetricFamily(
@@ -113,7 +119,14 @@ class _Totals:
             reasoning.add_metric((team, model), row[5])
         for labels, count in list(self.requests.items()):
             requests.add_metric(labels, count)
-        yield from (cost, tokens, reasoning, requests)
+        saved = CounterMetricFamily(
+            "tokenomy_saved_usd",
+            "Routing savings in USD: the baseline model's cost for the same usage minus the cost.",
+            labels=("team", "model", "strategy"),
+        )
+        for labels, pico in list(self.saved.items()):
+            saved.add_metric(labels, pico / _PICO_PER_USD)
+        yield from (cost, tokens, reasoning, requests, saved)
 
 
 class MetricsObserver:
