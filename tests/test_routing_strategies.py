@@ -281,6 +281,10 @@ def test_report_savings_sums_the_ledger(routed: Gateway) -> None:
         check=True,
     )
     assert "saved: $" in table.stdout and "cascade" in table.stdout
+    overview = routed.admin("GET", "/ui/api/overview").json()
+    month = routed.admin("GET", "/admin/spend?period=this-month").json()
+    assert overview["savings"]["total_usd"] == month["total_saved_usd"]
+    assert Decimal(month["total_saved_usd"]) > 0
     metrics = routed.admin("GET", "/metrics").text
     line = next(
         row

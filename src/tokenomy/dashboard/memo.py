@@ -39,6 +39,7 @@ class Sums:
     output_tokens: int = 0
     cost_pico: int = 0
     latency_ms_sum: float = 0.0
+    saved_pico: int = 0  # routing savings against the baseline model
 
     def add(self, other: Sums) -> None:
         self.requests += other.requests
@@ -48,6 +49,7 @@ class Sums:
         self.output_tokens += other.output_tokens
         self.cost_pico += other.cost_pico
         self.latency_ms_sum += other.latency_ms_sum
+        self.saved_pico += other.saved_pico
 
     @property
     def tokens(self) -> int:
@@ -80,11 +82,13 @@ def _query(
     sql = (
         f"SELECT {bucket}, {group}, SUM(requests), SUM(errors), SUM(input_tokens), "
         f"SUM(cache_read_tokens), SUM(output_tokens), SUM(cost_pico / {_SPLIT}), "
-        f"SUM(cost_pico % {_SPLIT}), SUM(latency_ms_sum) FROM rollup_{bucket} "
+        f"SUM(cost_pico % {_SPLIT}), SUM(latency_ms_sum), SUM(saved_pico / {_SPLIT}), "
+        f"SUM(saved_pico % {_SPLIT}) FROM rollup_{bucket} "
         f"WHERE {' AND '.join(where)} GROUP BY 1, 2"
     )
     out: Grouped = {}
-    for t, value, req, err, inp, cached, outp, micro, pico, latency in conn.execute(sql, params):
+    for row in conn.execute(sql, params):
+        t, value, req, err, inp, cached, outp, micro, pico, latency, saved_micro, saved = row
         out.setdefault(int(t), {})[str(value)] = Sums(
             int(req),
             int(err),
@@ -93,6 +97,7 @@ def _query(
             int(outp),
             int(micro) * _SPLIT + int(pico),
             float(latency),
+            int(saved_micro) * _SPLIT + int(saved),
         )
     return out
 

@@ -21,9 +21,10 @@ SAVINGS = (
     (
         "routing",
         "Routing",
-        "The difference between the requested model and a cheaper one that served the "
-        "request (learned routing). Arrives with the router; budget downgrades are not "
-        "counted as savings.",
+        "This month's cost of the baseline model (the one asked for, or the route's "
+        "baseline) for the same usage, minus what was charged: learned, cascade and "
+        "cheapest-capable routes and budget downgrades. A cascade's rejected attempts and "
+        "fallbacks to a dearer model count against it.",
     ),
     (
         "batch",
@@ -105,9 +106,14 @@ def overview(
         "budgets": budgets,
         "forecast": forecast,
         "savings": {
-            "total_usd": "0",
+            "total_usd": figures.usd(month_sums.saved_pico),
             "slots": [
-                {"key": key, "label": label, "usd": "0", "explanation": text}
+                {
+                    "key": key,
+                    "label": label,
+                    "usd": figures.usd(month_sums.saved_pico) if key == "routing" else "0",
+                    "explanation": text,
+                }
                 for key, label, text in SAVINGS
             ],
         },
