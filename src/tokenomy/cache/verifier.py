@@ -1,0 +1,120 @@
+"""The hit verifier: is the cached question the same question as the new one?
+
+A logistic regression over ``features.FEATURE_NAMES`` (cosine, lexical overlap, numbers,
+names, negation, question word, word order, how informative the unshared words are), plus
+hard guards that veto a pair outright. Logistic regression, not boosted trees: with a few
+thousand noisy training pairs it ranks as well in cross-validation, its weights can be read
+(every feature pushes the way one expects), and it extrapolates gently to pairs unlike the
+training data. The artifact is plain JSON (weights, scaling, threshold, provenance), loaded
+without pickle; ``version`` changes whenever the features or the training change.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tokenomy.cache.features import FEATURE_NAMES, GUARDS, pair_features, vetoed
+
+ARTIFACT = "verifier_v1.json"
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """Scores a (query, cached text) pair in [0, 1]; a hit needs ``min_score``."""
+
+    weights: tuple[float, ...]
+    intercept: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    min_score: float
+    guards: tuple[str, ...] = ()
+    version: str = "custom"
+    feature_names: tuple[str, ...] = FEATURE_NAMES
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.feature_names != FEATURE_NAMES:
+            raise ValueError(
+                f"verifier {self.version} was trained on other features; retrain it "
+                "(python -m tokenomy.cache.training)"
+            )
+        unknown = set(self.guards) - GUARDS.keys()
+        if unknown:
+            raise ValueError(f"unknown guards: {sorted(unknown)}")
+
+    def score(self, query: str, cached: str, cosine: float) -> float:
+        """Probability-like score that both texts ask the same; 0.0 when a guard vetoes."""
+        if self.guards and vetoed(self.guards, query, cached):
+            return 0.0
+        return self.probability(pair_features(cosine, query, cached))
+
+    def probability(self, features: list[float]) -> float:
+        z = self.intercept
+        for x, w, m, s in zip(features, self.weights, self.mean, self.scale, strict=True):
+            z += w * (x - m) / s
+        return 1.0 / (1.0 + math.exp(-max(min(z, 40.0), -40.0)))
+
+    def with_options(
+        self, *, min_score: float | None = None, guards: tuple[str, ...] | None = None
+    ) -> Verifier:
+        return Verifier(
+            self.weights,
+            self.intercept,
+            self.mean,
+            self.scale,
+            self.min_score if min_score is None else min_score,
+            self.guards if guards is None else guards,
+            self.version,
+            self.feature_names,
+            self.provenance,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "logistic-regression",
+            "version": self.version,
+            "feature_names": list(self.feature_names),
+            "weights": list(self.weights),
+            "intercept": self.intercept,
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+            "min_score": self.min_score,
+            "guards": list(self.guards),
+            "provenance": self.provenance,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Verifier:
+        if data.get("kind") != "logistic-regression":
+            raise ValueError(f"not a verifier artifact: kind={data.get('kind')!r}")
+        return cls(
+            weights=tuple(float(w) for w in data["weights"]),
+            intercept=float(data["intercept"]),
+            mean=tuple(float(v) for v in data["mean"]),
+            scale=tuple(float(v) for v in data["scale"]),
+            min_score=float(data["min_score"]),
+            guards=tuple(data.get("guards", ())),
+            version=str(data["version"]),
+            feature_names=tuple(data["feature_names"]),
+            provenance=dict(data.get("provenance", {})),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Verifier:
+        return cls.from_json(json.loads(Path(path).read_text()))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_json(), indent=1) + "\n")
+
+
+@cache
+def default_verifier() -> Verifier:
+    """The shipped verifier (trained on all of qqp_pairs_dev.jsonl; see its provenance)."""
+    text = resources.files("tokenomy.cache").joinpath(ARTIFACT).read_text()
+    return Verifier.from_json(json.loads(text))
