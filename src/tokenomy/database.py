@@ -193,6 +193,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX events_strategy ON events (strategy, ts_ms)
         """,
     ),
+    (
+        # Response cache: exact entries by request digest, semantic rows (the in-memory
+        # vector index is rebuilt from them), and a per-key opt-out.
+        "0007_cache",
+        """
+        CREATE TABLE cache_entries (
+            digest TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            created_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL,
+            answer BLOB NOT NULL
+        );
+        CREATE INDEX cache_entries_scope ON cache_entries (tenant, model, created_ms);
+        CREATE INDEX cache_entries_expiry ON cache_entries (expires_ms);
+        CREATE TABLE semantic_entries (
+            key INTEGER PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            model TEXT NOT NULL,
+            context TEXT NOT NULL,
+            text TEXT NOT NULL,
+            vector BLOB NOT NULL,
+            answer BLOB NOT NULL,
+            created_at REAL NOT NULL
+        );
+        ALTER TABLE keys ADD COLUMN cache_opt_out INTEGER NOT NULL DEFAULT 0
+        """,
+    ),
 ]
 
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tokenomy.usage import Usage
+
+if TYPE_CHECKING:
+    from tokenomy.cache.semantic import Scope
 
 NOT_IN_KEY = frozenset({"model", "stream", "stream_options", "user", "metadata", "store"})
 
@@ -64,3 +67,14 @@ class CachedAnswer:
         head, _, body = blob.partition(b"\n")
         numbers = orjson.loads(head)
         return cls(body, Usage(*numbers))
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    """Where a missed request's answer will be stored."""
+
+    digest: str
+    scope: tuple[str, str, str]  # tenant, model, endpoint
+    semantic_scope: Scope | None = None
+    semantic_text: str = ""
+    vector: Any = None  # the prompt's embedding, computed once for lookup and insert

@@ -37,6 +37,7 @@ def keys() -> None:
 @click.option(
     "--allow-critical", is_flag=True, help="May mark requests critical (skips downgrades)."
 )
+@click.option("--no-cache", is_flag=True, help="Opt out of the response cache.")
 @click.option("--json", "as_json", is_flag=True, help="Print the record as JSON.")
 @clean_errors
 def create(
@@ -46,6 +47,7 @@ def create(
     rpm: int | None,
     tpm: int | None,
     allow_critical: bool,
+    no_cache: bool,
     as_json: bool,
     **fields: str,
 ) -> None:
@@ -58,6 +60,7 @@ def create(
             "rpm": rpm,
             "tpm": tpm,
             "allow_critical": allow_critical,
+            "cache_opt_out": no_cache,
         }
     )
     if as_json:

@@ -52,6 +52,9 @@ class KeyCreate(BaseModel):
         default=None,
         description="May mark requests critical (x-tokenomy-priority) to skip downgrades.",
     )
+    cache_opt_out: bool | None = Field(
+        default=None, description="Never answered from, nor stored in, the response cache."
+    )
 
 
 class ThresholdBody(BaseModel):
@@ -244,6 +247,25 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
     def audit(gw: Admin, budget: str | None = None, limit: int = 100) -> dict[str, Any]:
         """Who changed which budget when, with the old and new definitions."""
         return {"data": gw.budgets.audit(budget, min(max(limit, 1), 1000))}
+
+    @app.get("/admin/cache", tags=["cache"])
+    async def cache_stats(gw: Admin) -> dict[str, Any]:
+        if gw.cache is None:
+            return {"enabled": False}
+        return await gw.cache.stats()
+
+    @app.delete("/admin/cache", tags=["cache"])
+    async def cache_purge(
+        gw: Admin,
+        tenant: str | None = None,
+        model: str | None = None,
+        older_than_s: float | None = Query(default=None, ge=0),
+    ) -> dict[str, Any]:
+        """Remove cached answers of a tenant, a model and/or older than some seconds
+        (no filter: everything)."""
+        if gw.cache is None:
+            return {"removed": 0, "enabled": False}
+        return {"removed": await gw.cache.purge(tenant, model, older_than_s)}
 
     @app.get("/admin/models", tags=["models"])
     def models(gw: Admin) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import orjson
 from tokenomy.budgets.bounds import output_limit
 from tokenomy.budgets.enforcer import Admission
 from tokenomy.budgets.enforcer import Request as BudgetRequest
+from tokenomy.cache.exact import PendingWrite
 from tokenomy.config import CascadeCheck
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.ledger import UsageEvent
@@ -42,6 +43,7 @@ class Call:
     baseline: Model | None = None  # the model savings are measured against (None: no claim)
     escalation: tuple[Model, ...] = ()  # cascade: the models still to try, cheap to dear
     cascade_check: CascadeCheck | None = None
+    cache_write: PendingWrite | None = None  # a cache miss: where the answer is stored
     ttft_ms: float | None = None
     store_content: bool = False
     completion_text: list[str] = field(default_factory=list)

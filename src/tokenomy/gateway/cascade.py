@@ -14,10 +14,10 @@ from typing import Literal
 import orjson
 
 from tokenomy.errors import InvalidRequest, TokenomyError
-from tokenomy.gateway.asgi import EVENT_STREAM, JSON, Send, send_bytes, send_error
+from tokenomy.gateway.asgi import JSON, Send, send_bytes, send_error
 from tokenomy.gateway.call import Call
 from tokenomy.gateway.proxy import answer_plain, commit, fail
-from tokenomy.gateway.replay import DONE, completion_chunks
+from tokenomy.gateway.replay import send_as_stream
 from tokenomy.gateway.state import Gateway
 from tokenomy.gateway.upstream_call import Answer, client_wants_usage
 from tokenomy.routing.cascade import escalation_reason
@@ -62,11 +62,7 @@ async def relay_cascade(gateway: Gateway, call: Call, send: Send) -> None:
         return
     if not streamed:
         return await send_bytes(send, 200, answer.body, [JSON, *call.headers(cost)])
-    frames = completion_chunks(orjson.loads(answer.body), include_usage)
-    headers = [EVENT_STREAM, (b"cache-control", b"no-cache"), *call.headers(cost)]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    body = b"".join([*frames, f": x-tokenomy-cost-usd={cost}\n\n".encode(), DONE])
-    await send({"type": "http.response.body", "body": body})
+    await send_as_stream(send, orjson.loads(answer.body), include_usage, cost, call.headers(cost))
 
 
 def _escalation(call: Call, answer: Answer) -> str | None:

@@ -35,6 +35,7 @@ from tokenomy.gateway.asgi import (
     send_bytes,
     send_error,
 )
+from tokenomy.gateway.caching import Directive, answer_from_cache, parse_directive
 from tokenomy.gateway.call import Call, new_request_id
 from tokenomy.gateway.endpoints import Endpoint
 from tokenomy.gateway.fallback import retriable, serve_with_fallbacks
@@ -59,11 +60,12 @@ class Caller:
     tags: dict[str, str]
     priority: Priority
     traceparent: str | None = None  # W3C trace context, so our spans join the caller's trace
+    cache: Directive = "default"  # x-tokenomy-cache
 
 
 def authenticate(gateway: Gateway, scope: Scope) -> Caller:
     """The key's principal, plus the workflow, tags and priority the request adds by header."""
-    authorization = workflow = tags = api_key = priority = traceparent = None
+    authorization = workflow = tags = api_key = priority = traceparent = cache = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization = value
@@ -77,6 +79,8 @@ def authenticate(gateway: Gateway, scope: Scope) -> Caller:
             priority = value
         elif name == b"traceparent":
             traceparent = value
+        elif name == b"x-tokenomy-cache":
+            cache = value
     key: str | None = None
     if authorization is not None:
         scheme, _, token = authorization.decode("latin-1").partition(" ")
@@ -102,6 +106,7 @@ def authenticate(gateway: Gateway, scope: Scope) -> Caller:
         extra_tags,
         _priority(priority),
         traceparent.decode("latin-1")[:128] if traceparent else None,
+        parse_directive(cache),
     )
 
 
@@ -189,6 +194,10 @@ async def handle(
         )
         call.escalation, call.cascade_check = choice.escalation, choice.check
         call.extra_headers.extend(choice.headers)
+    if gateway.cache is not None:
+        hit = await gateway.cache.lookup(call, caller.cache)
+        if hit is not None:
+            return await answer_from_cache(gateway, call, hit, send)
     try:
         await admit(gateway, call)
     except TokenomyError as exc:
@@ -298,7 +307,11 @@ async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
     headers = [JSON, *call.headers(cost)]
     if answer.estimated:
         headers.append((b"x-tokenomy-estimated", b"true"))
+    elif call.cache_write is not None:
+        headers.append((b"x-tokenomy-cache", b"miss"))
     await send_bytes(send, 200, answer.body, headers)
+    if call.cache_write is not None and gateway.cache is not None and not answer.estimated:
+        await gateway.cache.store(call, answer.body, answer.usage)
 
 
 async def record(gateway: Gateway, call: Call, event: UsageEvent) -> None:

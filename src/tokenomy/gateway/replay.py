@@ -11,7 +11,21 @@ from typing import Any
 
 import orjson
 
+from tokenomy.gateway.asgi import EVENT_STREAM, Headers, Send
+
 DONE = b"data: [DONE]\n\n"
+
+
+async def send_as_stream(
+    send: Send, answer: dict[str, Any], include_usage: bool, cost: str, headers: Headers
+) -> None:
+    """The whole answer as one SSE body; the cost comment precedes ``[DONE]`` as in a
+    relayed stream."""
+    start = [EVENT_STREAM, (b"cache-control", b"no-cache"), *headers]
+    await send({"type": "http.response.start", "status": 200, "headers": start})
+    frames = completion_chunks(answer, include_usage)
+    body = b"".join([*frames, f": x-tokenomy-cost-usd={cost}\n\n".encode(), DONE])
+    await send({"type": "http.response.body", "body": body})
 
 
 def completion_chunks(answer: dict[str, Any], include_usage: bool) -> list[bytes]:

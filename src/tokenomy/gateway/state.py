@@ -16,6 +16,7 @@ from tokenomy.budgets.book import BudgetBook
 from tokenomy.budgets.enforcer import BudgetEnforcer
 from tokenomy.budgets.store import MemoryBudgetStore
 from tokenomy.config import Settings
+from tokenomy.gateway.caching import ResponseCache
 from tokenomy.gateway.watch import SpendWatch
 from tokenomy.ledger import LedgerWriter, UsageEvent
 from tokenomy.pricing import Catalog
@@ -51,6 +52,7 @@ class Gateway:
     watch: SpendWatch | None = None
     # Learned route variants' routers and calibration, by the variant config's id().
     learned_routes: dict[int, LearnedRoute] = field(default_factory=dict)
+    cache: ResponseCache | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def publish(self, event: UsageEvent) -> None:
@@ -89,6 +91,7 @@ class Gateway:
                 name: UpstreamClient(name, config) for name, config in settings.upstreams.items()
             },
             learned_routes=load_learned_routes(settings),
+            cache=ResponseCache(settings) if settings.cache.enabled else None,
         )
 
     async def start(self) -> None:
@@ -99,6 +102,8 @@ class Gateway:
             self.listeners.append(self.spans.observe)
         for client in self.upstreams.values():
             await client.start()
+        if self.cache is not None:
+            await self.cache.start()
         self._tasks.append(asyncio.create_task(self._follow_budget_changes()))
         every_s = self.settings.watch.every_s
         if every_s > 0:
@@ -128,6 +133,8 @@ class Gateway:
         for client in self.upstreams.values():
             await client.close()
         await self.alerts.close()
+        if self.cache is not None:
+            await self.cache.close()
         await self.ledger.stop()
         if self.spans is not None:
             self.spans.close()

@@ -23,7 +23,7 @@ KEY_PREFIX = "tk-"
 RECHECK_SECONDS = 5.0
 _COLUMNS = (
     "id, tenant, name, user, team, department, project, environment, tags, allowed_models, "
-    "prefix, created_at, revoked_at, rpm, tpm, allow_critical"
+    "prefix, created_at, revoked_at, rpm, tpm, allow_critical, cache_opt_out"
 )
 
 
@@ -47,8 +47,8 @@ class KeyStore:
         with self._lock:
             self._conn.execute(
                 "INSERT INTO keys (id, key_hash, prefix, name, tenant, user, team, department, "
-                "project, environment, tags, allowed_models, created_at, rpm, tpm, allow_critical) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "project, environment, tags, allowed_models, created_at, rpm, tpm, allow_critical, "
+                "cache_opt_out) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key_id,
                     hash_key(key),
@@ -64,6 +64,7 @@ class KeyStore:
                     values["rpm"],
                     values["tpm"],
                     int(values["allow_critical"]),
+                    int(values["cache_opt_out"]),
                 ),
             )
         record = self.get(key_id)
@@ -128,6 +129,7 @@ def _validated_fields(fields: dict[str, Any]) -> dict[str, Any]:
         "rpm",
         "tpm",
         "allow_critical",
+        "cache_opt_out",
     }
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -158,10 +160,13 @@ def _validated_fields(fields: dict[str, Any]) -> dict[str, Any]:
         ):
             raise InvalidRequest(f"{name} must be a positive integer", param=name)
         values[name] = limit
-    critical = fields.get("allow_critical", False)
-    if not isinstance(critical, bool):
-        raise InvalidRequest("allow_critical must be true or false", param="allow_critical")
-    values["allow_critical"] = critical
+    for flag in ("allow_critical", "cache_opt_out"):
+        value = fields.get(flag, False)
+        if value is None:
+            value = False
+        if not isinstance(value, bool):
+            raise InvalidRequest(f"{flag} must be true or false", param=flag)
+        values[flag] = value
     return values
 
 
@@ -181,6 +186,7 @@ def _principal(row: tuple[Any, ...]) -> Principal:
         rpm=row[13],
         tpm=row[14],
         allow_critical=bool(row[15]),
+        cache_opt_out=bool(row[16]),
     )
 
 

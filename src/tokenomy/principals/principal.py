@@ -27,6 +27,7 @@ class Principal:
     rpm: int | None = None  # requests per minute, None: unlimited
     tpm: int | None = None  # tokens per minute
     allow_critical: bool = False  # may mark requests critical to skip budget downgrades
+    cache_opt_out: bool = False  # never answered from (nor stored in) the response cache
 
     def may_use(self, model: str) -> bool:
         return self.allowed_models is None or model in self.allowed_models
@@ -45,6 +46,10 @@ class Principal:
             "allowed_models": list(self.allowed_models)
             if self.allowed_models is not None
             else None,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "allow_critical": self.allow_critical,
+            "cache_opt_out": self.cache_opt_out,
         }
 
 
