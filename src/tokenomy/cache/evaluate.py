@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tokenomy.cache.semantic import (
+    DEFAULT_MARGIN,
     DEFAULT_THRESHOLD,
     Hit,
     Scope,
     SemanticCache,
-    choose,
     normalize_text,
 )
 from tokenomy.cache.verifier import Verifier
@@ -164,6 +164,7 @@ def evaluate(
     threshold: float = DEFAULT_THRESHOLD,
     verifier: Verifier | None = None,
     cv: int | None = None,
+    margin: float = DEFAULT_MARGIN,
     vectors: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None,
     latency_samples: int = LATENCY_SAMPLES,
 ) -> dict[str, Any]:
@@ -171,7 +172,6 @@ def evaluate(
     va, vb = (
         vectors if vectors is not None else (_encode(embedder, pairs.a), _encode(embedder, pairs.b))
     )
-    floor = min(min(SWEEP), threshold)
     n = len(pairs)
     # (cache, scope) per query; with --cv each fold gets a cache with its own verifier
     caches: list[SemanticCache] = []
@@ -191,9 +191,13 @@ def evaluate(
         fold_of = np.zeros(n, dtype=int)
         for i, (held_out, fold_verifier) in enumerate(trained):
             fold_of[held_out] = i
-            caches.append(SemanticCache(embedder, threshold=threshold, verifier=fold_verifier))
+            caches.append(
+                SemanticCache(embedder, threshold=threshold, verifier=fold_verifier, margin=margin)
+            )
     else:
-        caches.append(SemanticCache(embedder, threshold=threshold, verifier=verifier))
+        caches.append(
+            SemanticCache(embedder, threshold=threshold, verifier=verifier, margin=margin)
+        )
         fold_of = np.zeros(n, dtype=int)
     if pairs.kind == "gptcache":
         scope = Scope("eval", "eval")
@@ -205,9 +209,8 @@ def evaluate(
             scope = Scope(f"pair-{i}", "eval")
             caches[fold_of[i]].insert(scope, pairs.a[i], b"", created_at=0.0, vector=va[i])
             where.append((int(fold_of[i]), scope))
-    found = [
-        caches[c].candidates(scope, pairs.b[i], floor=floor, vector=vb[i])
-        for i, (c, scope) in enumerate(where)
+    probes = [
+        caches[c].probe(scope, pairs.b[i], vector=vb[i]) for i, (c, scope) in enumerate(where)
     ]
     own = [normalize_text(t) for t in pairs.a]
     labels = pairs.labels
@@ -219,10 +222,10 @@ def evaluate(
             return labels[i] == 1
         return normalize_text(hit.matched_text) == own[i]
 
-    min_score = caches[0].min_score
+    min_score, margin = caches[0].min_score, caches[0].margin
 
     def decide(t: float, s: float) -> dict[str, Any]:
-        decisions = [choose([h for h in c if h.similarity >= t], s) for c in found]
+        decisions = [p.decide(t, s, margin) for p in probes]
         ok = [correct(i, d) for i, d in enumerate(decisions)]
         return _rates(decisions, ok, labels)
 
@@ -235,6 +238,7 @@ def evaluate(
         "threshold": threshold,
         "verifier": None if verifier is None else verifier.version,
         "min_score": None if verifier is None else verifier.min_score,
+        "margin": margin,
         "guards": [] if verifier is None else list(verifier.guards),
         "cv": cv,
         "in_sample": bool(

@@ -6,6 +6,7 @@ import click
 
 from tokenomy import __version__
 from tokenomy.cli.budgets import budgets
+from tokenomy.cli.cache import cache
 from tokenomy.cli.export import export
 from tokenomy.cli.forecast import forecast
 from tokenomy.cli.keys import keys
@@ -25,6 +26,7 @@ cli.add_command(budgets)
 cli.add_command(report)
 cli.add_command(forecast)
 cli.add_command(export)
+cli.add_command(cache)
 
 
 def _add_optional_commands() -> None:

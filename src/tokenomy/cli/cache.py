@@ -1,0 +1,159 @@
+"""``tokenomy cache``: measure the semantic cache's decisions on real pairs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from tokenomy.cli.common import echo_json, print_table
+
+
+@click.group()
+def cache() -> None:
+    """The response cache: evaluate the semantic cache on labelled or paraphrase pairs."""
+
+
+def _fmt(value: Any, percent: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:.1f}%" if percent else str(value)
+
+
+@cache.command("eval")
+@click.option(
+    "--pairs",
+    "pairs_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="JSON list of {origin, similar} (GPTCache protocol) or JSON/JSONL of "
+    "{text_a, text_b, label} (decision protocol).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(-1.0, 1.0),
+    default=None,
+    help="Cosine a candidate needs (default: the engine's).",
+)
+@click.option("--no-verifier", is_flag=True, help="Cosine alone (plus the margin): unsafe.")
+@click.option(
+    "--margin",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="No hit when another entry is this close to the nearest (default: the engine's).",
+)
+@click.option(
+    "--min-score",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Verifier score a hit needs (default: the shipped verifier's).",
+)
+@click.option(
+    "--cv",
+    type=click.IntRange(2, 20),
+    default=None,
+    help="Cross-validate the verifier on this labelled file: K folds, each pair judged by "
+    "a verifier trained without it.",
+)
+@click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N pairs.")
+@click.option("--latency-samples", type=click.IntRange(0), default=200, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def eval_command(
+    pairs_path: str,
+    threshold: float | None,
+    no_verifier: bool,
+    margin: float | None,
+    min_score: float | None,
+    cv: int | None,
+    limit: int | None,
+    latency_samples: int,
+    as_json: bool,
+) -> None:
+    """Hit rate, false hits, precision, latency and a threshold sweep on FILE's pairs."""
+    from tokenomy.cache.evaluate import PairsError, evaluate, load_pairs
+    from tokenomy.cache.semantic import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+    from tokenomy.cache.verifier import default_verifier
+    from tokenomy.embeddings import EmbeddingsUnavailable, shared_embedder
+
+    try:
+        pairs = load_pairs(pairs_path)
+    except PairsError as exc:
+        raise click.BadParameter(str(exc), param_hint="--pairs") from None
+    if limit is not None:
+        pairs = pairs.head(limit)
+    if cv is not None and pairs.labels is None:
+        raise click.BadParameter("needs labelled pairs {text_a, text_b, label}", param_hint="--cv")
+    if cv is not None and no_verifier:
+        raise click.UsageError("--cv cross-validates the verifier; it cannot go with --no-verifier")
+    if (
+        cv is not None
+        and pairs.labels is not None
+        and min(sum(pairs.labels), len(pairs) - sum(pairs.labels)) < cv
+    ):
+        raise click.BadParameter(f"needs at least {cv} pairs of each label", param_hint="--cv")
+    verifier = None if no_verifier else default_verifier()
+    if verifier is not None and min_score is not None:
+        verifier = verifier.with_options(min_score=min_score)
+    try:
+        embedder = shared_embedder()
+    except EmbeddingsUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    try:
+        report = evaluate(
+            pairs,
+            embedder,
+            threshold=DEFAULT_THRESHOLD if threshold is None else threshold,
+            verifier=verifier,
+            cv=cv,
+            margin=DEFAULT_MARGIN if margin is None else margin,
+            latency_samples=latency_samples,
+        )
+    except PairsError as exc:
+        raise click.UsageError(str(exc)) from None
+    if as_json:
+        echo_json(report)
+        return
+    _print_report(report)
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    how = "cosine alone" if report["verifier"] is None else f"verifier v{report['verifier']}"
+    if report["cv"]:
+        how += f", {report['cv']}-fold cross-validated"
+    click.echo(
+        f"{report['file']}: {report['protocol']} protocol, {report['n']} pairs "
+        f"({report['duplicates']} duplicates), threshold {report['threshold']}, "
+        f"margin {report['margin']}, {how}"
+    )
+    if report["in_sample"]:
+        click.echo(
+            "note: the shipped verifier was trained on this file, so these figures are "
+            "in-sample; use --cv 5 for honest ones"
+        )
+    summary = Table("hit rate", "false-hit rate", "precision", "hits", "wrong hits", "p50", "p99")
+    summary.add_row(
+        _fmt(report["hit_rate"]),
+        _fmt(report["false_hit_rate"]),
+        _fmt(report["precision"]),
+        str(report["hits"]),
+        str(report["wrong_hits"]),
+        f"{report['lookup_p50_ms']} ms",
+        f"{report['lookup_p99_ms']} ms",
+    )
+    print_table(summary)
+    for key, column in (("sweep", "threshold"), ("score_sweep", "min_score")):
+        if key not in report:
+            continue
+        table = Table(column, "hit rate", "false-hit rate", "precision", "hits", "wrong hits")
+        for row in report[key]:
+            table.add_row(
+                str(row[column]),
+                _fmt(row["hit_rate"]),
+                _fmt(row["false_hit_rate"]),
+                _fmt(row["precision"]),
+                str(row["hits"]),
+                str(row["wrong_hits"]),
+            )
+        print_table(table)
