@@ -202,3 +202,25 @@ def test_admin_purge_by_tenant_and_model(cached: Gateway) -> None:
     assert chat(cached, globex, "Purge me?").headers["x-tokenomy-cache"] == "miss"
     bad = cached.admin("DELETE", "/admin/cache?older_than_s=-1")
     assert bad.status_code == 400
+
+
+def test_a_streamed_answer_is_cached_for_plain_and_streamed_repeats(cached: Gateway) -> None:
+    key = cached.create_key(team="stream-first")
+    client = openai.OpenAI(api_key=key, base_url=cached.base_url, max_retries=0)
+    body: dict[str, Any] = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "Streamed first"}],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    with client.chat.completions.with_streaming_response.create(**body, stream=True) as response:
+        assert response.headers["x-tokenomy-cache"] == "miss"
+        streamed = "".join(c.choices[0].delta.content or "" for c in response.parse() if c.choices)
+    plain = chat(cached, key, "Streamed first")
+    assert plain.headers["x-tokenomy-cache"] == "hit-exact"
+    answer = plain.json()
+    assert answer["object"] == "chat.completion"
+    assert answer["choices"][0]["message"]["content"] == streamed
+    assert answer["usage"]["completion_tokens"] == 8
+    again = client.chat.completions.create(**body, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in again if c.choices) == streamed

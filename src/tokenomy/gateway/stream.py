@@ -51,6 +51,11 @@ class _Relay:
         self.saw_done = False
         self.failure: TokenomyError | None = None
         self.client_wants_usage = client_wants_usage(call)
+        # A chat stream whose answer will be cached: its head and finish reason, kept
+        # while it passes; tool calls or several choices make it not worth rebuilding.
+        self.assembling = call.cache_write is not None and call.endpoint.name == "chat.completions"
+        self.head: dict[str, Any] = {}
+        self.finish_reason: str | None = None
 
     def frames(self, name: str | None, data: bytes) -> list[bytes]:
         """The frames to send the client for one upstream event."""
@@ -72,6 +77,8 @@ class _Relay:
             if asked_by_us and not chunk.get("choices"):
                 return []  # we asked for the usage chunk; the client did not
         self.texts.append(endpoint.delta_text_of(chunk))
+        if self.assembling:
+            self._observe(chunk)
         if name:
             return [b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"]
         return [b"data: " + data + b"\n\n"]
@@ -85,8 +92,38 @@ class _Relay:
         out = []
         for chunk in chunks:
             self.texts.append(self.call.endpoint.delta_text_of(chunk))
+            if self.assembling:
+                self._observe(chunk)
             out.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
         return out
+
+    def _observe(self, chunk: dict[str, Any]) -> None:
+        if not self.head:
+            self.head = {k: chunk.get(k) for k in ("id", "created", "model", "system_fingerprint")}
+        for choice in chunk.get("choices") or ():
+            delta = choice.get("delta") or {}
+            if choice.get("index", 0) != 0 or delta.get("tool_calls") or delta.get("function_call"):
+                self.assembling = False
+            if choice.get("finish_reason"):
+                self.finish_reason = choice["finish_reason"]
+
+    def assembled(self, usage: Usage) -> bytes | None:
+        """The stream as the plain ``chat.completion`` it amounts to (for the cache)."""
+        if not self.assembling or self.finish_reason is None:
+            return None
+        message = {"role": "assistant", "content": "".join(self.texts)}
+        return orjson.dumps(
+            {
+                **self.head,
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": self.finish_reason}],
+                "usage": {
+                    "prompt_tokens": usage.input_tokens,
+                    "completion_tokens": usage.output_tokens,
+                    "total_tokens": usage.total_tokens,
+                },
+            }
+        )
 
     def final_usage(self) -> tuple[Usage, bool]:
         """Reported usage is billing truth (even when the end marker never came); without
@@ -125,6 +162,8 @@ async def relay_stream(gateway: Gateway, call: Call, receive: Receive, send: Sen
 
     relay = _Relay(call, _translator(call, client.kind))
     headers = [EVENT_STREAM, (b"cache-control", b"no-cache"), *call.headers("pending")]
+    if call.cache_write is not None:
+        headers.append((b"x-tokenomy-cache", b"miss"))
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     watcher = asyncio.ensure_future(_wait_for_disconnect(receive))
     disconnected = False
@@ -206,3 +245,7 @@ async def _finish(
         tail += DONE
     with contextlib.suppress(Exception):
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+    if failure is None and not estimated and gateway.cache is not None:
+        body = relay.assembled(usage)
+        if body is not None:
+            await gateway.cache.store(call, body, usage)
