@@ -96,6 +96,14 @@ def test_a_repeated_deterministic_request_is_free_and_books_its_savings(cached: 
     assert free["input_tokens"] == free["output_tokens"] == 0  # nothing was processed
     assert free["saved_pico"] == paid["cost_pico"]  # what the model would have charged
     assert Decimal(second.headers["x-tokenomy-saved-usd"]) == Decimal(paid["cost_pico"]) / PICO
+    slots = {
+        s["key"]: s for s in cached.admin("GET", "/ui/api/overview").json()["savings"]["slots"]
+    }
+    cache_events = [e for e in cached.events() if e["strategy"] == "cache"]
+    assert (
+        Decimal(slots["cache"]["usd"]) == sum(Decimal(e["saved_pico"]) for e in cache_events) / PICO
+    )
+    assert Decimal(slots["routing"]["usd"]) == 0
 
 
 def test_parameters_that_change_the_answer_are_part_of_the_key(cached: Gateway) -> None:

@@ -10,13 +10,14 @@ from tokenomy.dashboard import figures, ranges
 from tokenomy.dashboard.memo import RollupMemo, Sums
 
 TOP = 5
+_SPLIT = 1_000_000  # pico-dollars per micro-dollar: SQLite sums stay within 64 bits
 CHART_SERIES = 8  # teams drawn by name in the month chart; the rest are "other teams"
 SAVINGS = (
     (
         "cache",
         "Response cache",
-        "Requests answered from the exact or semantic cache, priced at what the model would "
-        "have cost. The cache is not enabled in this version, so nothing is saved yet.",
+        "This month's requests answered from the exact or semantic cache, priced at what "
+        "the model charged for the cached answer (cache.enabled in the config).",
     ),
     (
         "routing",
@@ -72,6 +73,25 @@ def _month_chart(grouped: dict[int, dict[str, Sums]], window: ranges.Window) -> 
     return {"labels": labels, "datasets": datasets}
 
 
+def _savings(conn: sqlite3.Connection, month: ranges.Window, total_pico: int) -> dict[str, Any]:
+    """The month's savings by source: cache hits (events, by the strategy index) and
+    routing (the rest of the rollups' savings)."""
+    row = conn.execute(
+        f"SELECT SUM(saved_pico / {_SPLIT}), SUM(saved_pico % {_SPLIT}) FROM events "
+        "WHERE strategy = 'cache' AND ts_ms >= ? AND ts_ms < ?",
+        (month.start_ms, month.end_ms),
+    ).fetchone()
+    cache_pico = int(row[0] or 0) * _SPLIT + int(row[1] or 0)
+    by_slot = {"cache": cache_pico, "routing": total_pico - cache_pico, "batch": 0}
+    return {
+        "total_usd": figures.usd(total_pico),
+        "slots": [
+            {"key": key, "label": label, "usd": figures.usd(by_slot[key]), "explanation": text}
+            for key, label, text in SAVINGS
+        ],
+    }
+
+
 def ledger_days(conn: sqlite3.Connection) -> tuple[int, int] | None:
     """[first day, last day + 1) of the ledger in epoch ms (None: no events yet)."""
     first, last = conn.execute("SELECT MIN(day), MAX(day) FROM rollup_day").fetchone()
@@ -105,16 +125,5 @@ def overview(
         "top": top,
         "budgets": budgets,
         "forecast": forecast,
-        "savings": {
-            "total_usd": figures.usd(month_sums.saved_pico),
-            "slots": [
-                {
-                    "key": key,
-                    "label": label,
-                    "usd": figures.usd(month_sums.saved_pico) if key == "routing" else "0",
-                    "explanation": text,
-                }
-                for key, label, text in SAVINGS
-            ],
-        },
+        "savings": _savings(conn, month, month_sums.saved_pico),
     }
