@@ -11,6 +11,7 @@ from tokenomy.cli.export import export
 from tokenomy.cli.forecast import forecast
 from tokenomy.cli.keys import keys
 from tokenomy.cli.report import report
+from tokenomy.cli.router import router
 from tokenomy.cli.serve import serve
 
 
@@ -26,6 +27,7 @@ cli.add_command(budgets)
 cli.add_command(report)
 cli.add_command(forecast)
 cli.add_command(export)
+cli.add_command(router)
 cli.add_command(cache)
 
 
