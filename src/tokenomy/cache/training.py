@@ -24,6 +24,7 @@ VERSION = "1"
 DEFAULT_MIN_SCORE = 0.8
 DEFAULT_GUARDS: tuple[str, ...] = ("numbers", "negation")
 REGULARIZATION = 1.0  # inverse strength (sklearn C); the figures are flat from 0.1 to 10
+TRAIN_FLOOR = 0.7  # learn from pairs whose cosine could reach the cache threshold (0.8)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -45,9 +46,15 @@ def fit(
     version: str = "custom",
     provenance: dict[str, object] | None = None,
 ) -> Verifier:
-    """A verifier fitted on feature rows ``x`` with labels ``y`` (1 = same question)."""
+    """A verifier fitted on feature rows ``x`` with labels ``y`` (1 = same question).
+
+    Only pairs with cosine >= ``TRAIN_FLOOR`` are learnt from: the verifier only ever sees
+    pairs above the cache threshold, and far-apart pairs would teach it mostly "low cosine
+    means different", which it never needs."""
     from sklearn.linear_model import LogisticRegression
 
+    near = x[:, 0] >= TRAIN_FLOOR
+    x, y = x[near], y[near]
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale == 0] = 1.0
@@ -120,10 +127,11 @@ def main() -> None:
         "duplicates": int(y.sum()),
         "embedding_model": embedder.model,
         "regularization_C": REGULARIZATION,
+        "train_floor": TRAIN_FLOOR,
     }
     verifier = fit(x, y, version=VERSION, provenance=provenance)
     report = evaluate(pairs, embedder, verifier=verifier, cv=5, vectors=(va, vb))
-    provenance["cross_validated_5fold"] = {
+    verifier.provenance["cross_validated_5fold"] = {
         k: report[k] for k in ("hit_rate", "false_hit_rate", "precision", "threshold")
     }
     verifier.save(args.out)

@@ -1,0 +1,281 @@
+"""What each part of the semantic cache's verification buys: ablation and threshold sweep.
+
+    .venv/bin/python benchmarks/cache_quality.py [--threshold 0.8] [--folds 5]
+
+Both data files, through the engine (``SemanticCache.probe``, then the same decision
+``lookup`` makes):
+
+- Quora Question Pairs (decision protocol: a cache holding text_a, queried with text_b;
+  a hit on a label-0 pair is a wrong answer). Verifier rows are cross-validated: each pair is
+  scored by a verifier trained on the other folds only.
+- GPTCache paraphrases (all origins in one cache, each paraphrase looked up; a hit is correct
+  when it returns its own origin). The verifier never saw these (trained on Quora only).
+
+Rows add one part at a time to cosine similarity: the ambiguity margin, each hard guard alone,
+all guards, the learned verifier, the verifier with the default guards. Columns: figures at
+``--threshold``, and the best hit rate any cosine threshold (and verifier score) reaches while
+keeping precision >= 95% / >= 90% on Quora.
+
+Data: Quora Question Pairs via GPTCache benchmark data (Quora's terms); GPTCache benchmark
+pairs (zilliztech/GPTCache, MIT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cache"
+THRESHOLDS = np.round(np.arange(0.70, 0.996, 0.005), 3)
+SCORES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
+
+
+@dataclass
+class Case:
+    """Per query: nearest cosine, runner-up cosine, whether serving it is right, the pair."""
+
+    cosine: np.ndarray
+    runner_up: np.ndarray
+    right: np.ndarray
+    query: list[str]
+    cached: list[str]
+    duplicates: int
+    negatives: int  # pools for the false-hit rate (0 for the paraphrase file)
+
+
+def embed(embedder: Any, texts: list[str], cache_dir: Path) -> np.ndarray:
+    """Batch embeddings, kept on disk by content hash (re-runs skip the 2-minute encode)."""
+    key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    path = cache_dir / f"emb-{embedder.model}-{getattr(embedder, 'backend', 'torch')}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    unique = list(dict.fromkeys(texts))
+    vectors = np.asarray(embedder.encode(unique), dtype=np.float32)
+    row = {t: i for i, t in enumerate(unique)}
+    out = vectors[[row[t] for t in texts]]
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(path, out)
+    return out
+
+
+def quora_case(embedder: Any, cache_dir: Path) -> tuple[Case, Any]:
+    from tokenomy.cache.evaluate import load_pairs
+
+    pairs = load_pairs(DATA / "qqp_pairs_dev.jsonl")
+    va, vb = embed(embedder, pairs.a, cache_dir), embed(embedder, pairs.b, cache_dir)
+    labels = np.asarray(pairs.labels)
+    case = Case(
+        cosine=(va * vb).sum(axis=1),
+        runner_up=np.full(len(labels), -1.0),  # one entry per cache: never ambiguous
+        right=labels == 1,
+        query=pairs.b,
+        cached=pairs.a,
+        duplicates=int(labels.sum()),
+        negatives=int(len(labels) - labels.sum()),
+    )
+    return case, pairs
+
+
+def paraphrase_case(embedder: Any, cache_dir: Path) -> Case:
+    from tokenomy.cache.evaluate import load_pairs
+    from tokenomy.cache.semantic import Scope, SemanticCache, normalize_text
+
+    pairs = load_pairs(DATA / "paraphrase_pairs.json")
+    va, vb = embed(embedder, pairs.a, cache_dir), embed(embedder, pairs.b, cache_dir)
+    cache = SemanticCache(embedder, verifier=None)
+    scope = Scope("bench", "bench")
+    for text, vector in zip(pairs.a, va, strict=True):
+        cache.insert(scope, text, b"", created_at=0.0, vector=vector)
+    cosine, runner_up, right, cached = [], [], [], []
+    for i, text in enumerate(pairs.b):
+        probe = cache.probe(scope, text, vector=vb[i])
+        assert probe.nearest is not None
+        cosine.append(probe.nearest.similarity)
+        runner_up.append(-1.0 if probe.runner_up is None else probe.runner_up)
+        right.append(normalize_text(probe.nearest.matched_text) == normalize_text(pairs.a[i]))
+        cached.append(probe.nearest.matched_text)
+    return Case(
+        np.asarray(cosine),
+        np.asarray(runner_up),
+        np.asarray(right),
+        pairs.b,
+        cached,
+        duplicates=len(pairs),
+        negatives=0,
+    )
+
+
+def guard_flags(case: Case, guards: tuple[str, ...]) -> np.ndarray:
+    from tokenomy.cache.features import vetoed
+
+    return np.asarray(
+        [vetoed(guards, q, c) is not None for q, c in zip(case.query, case.cached, strict=True)]
+    )
+
+
+def rates(case: Case, served: np.ndarray) -> dict[str, float | None]:
+    hits = int(served.sum())
+    good = int((served & case.right).sum())
+    return {
+        "hit_rate": good / case.duplicates,
+        "false_hit_rate": (hits - good) / case.negatives if case.negatives else None,
+        "precision": good / hits if hits else None,
+    }
+
+
+def serve(
+    case: Case,
+    threshold: float,
+    margin: float,
+    veto: np.ndarray,
+    score: np.ndarray | None,
+    min_score: float,
+) -> np.ndarray:
+    served = (case.cosine >= threshold) & ~veto & (case.cosine - case.runner_up >= margin)
+    if score is not None:
+        served &= score >= min_score
+    return served
+
+
+def best_hit_rate(
+    case: Case, margin: float, veto: np.ndarray, score: np.ndarray | None, floor: float
+) -> tuple[float, str]:
+    best, where = 0.0, "-"
+    for t in THRESHOLDS:
+        for s in SCORES if score is not None else (0.0,):
+            r = rates(case, serve(case, float(t), margin, veto, score, s))
+            if r["precision"] is not None and r["precision"] >= floor and r["hit_rate"] > best:
+                best = float(r["hit_rate"])
+                where = f"t={t}" + (f",s={s}" if score is not None else "")
+    return best, where
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:5.1f}%"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--threshold", type=float, default=None)
+    parser.add_argument("--margin", type=float, default=None)
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--cache-dir", default="/tmp/tokenomy-bench")
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"needs {DATA}")
+    from tokenomy.cache.features import GUARDS
+    from tokenomy.cache.semantic import DEFAULT_MARGIN, DEFAULT_THRESHOLD
+    from tokenomy.cache.training import features, fold_verifiers
+    from tokenomy.cache.verifier import default_verifier
+    from tokenomy.embeddings import shared_embedder
+
+    threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    margin = DEFAULT_MARGIN if args.margin is None else args.margin
+    shipped = default_verifier()
+    embedder = shared_embedder()
+    cache_dir = Path(args.cache_dir)
+    quora, quora_pairs = quora_case(embedder, cache_dir)
+    para = paraphrase_case(embedder, cache_dir)
+
+    # verifier scores without guards: Quora cross-validated, paraphrases by the shipped model
+    x = features(quora.cosine.tolist(), quora.query, quora.cached)
+    quora_score = np.zeros(len(quora.cosine))
+    for held_out, verifier in fold_verifiers(x, quora_pairs.labels, args.folds, guards=()):
+        quora_score[held_out] = [verifier.probability(list(row)) for row in x[held_out]]
+    bare = shipped.with_options(guards=())
+    para_score = np.asarray(
+        [
+            bare.score(q, c, float(s))
+            for q, c, s in zip(para.query, para.cached, para.cosine, strict=True)
+        ]
+    )
+
+    no_veto = (np.zeros(len(quora.cosine), bool), np.zeros(len(para.cosine), bool))
+    flags = {name: (guard_flags(quora, (name,)), guard_flags(para, (name,))) for name in GUARDS}
+    every = (
+        np.any([f[0] for f in flags.values()], axis=0),
+        np.any([f[1] for f in flags.values()], axis=0),
+    )
+    default_guards = shipped.guards
+    default_veto = (guard_flags(quora, default_guards), guard_flags(para, default_guards))
+    rows: list[tuple[str, float, tuple[np.ndarray, np.ndarray], bool]] = [
+        ("cosine alone", 0.0, no_veto, False),
+        (f"+ margin {margin}", margin, no_veto, False),
+    ]
+    rows += [(f"+ margin + guard {name}", margin, flags[name], False) for name in GUARDS]
+    rows += [
+        ("+ margin + all guards", margin, every, False),
+        ("+ margin + verifier", margin, no_veto, True),
+        (
+            f"+ margin + verifier + guards {'/'.join(default_guards)} (default)",
+            margin,
+            default_veto,
+            True,
+        ),
+        ("+ margin + verifier + all guards", margin, every, True),
+    ]
+    ms = shipped.min_score
+    print(
+        f"threshold {threshold}, margin {margin}, verifier v{shipped.version} min_score {ms}; "
+        f"Quora verifier scores {args.folds}-fold cross-validated\n"
+    )
+    head = (
+        f"{'configuration':58s} | {'Quora hit':>9s} {'false':>7s} {'prec':>7s} | "
+        f"{'best hit @95%':>20s} {'best hit @90%':>20s} | {'para hit':>8s} {'prec':>7s} | "
+        f"{'para best @97%':>20s}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name, m, (qv, pv), use_verifier in rows:
+        qs = quora_score if use_verifier else None
+        ps = para_score if use_verifier else None
+        q = rates(quora, serve(quora, threshold, m, qv, qs, ms))
+        p = rates(para, serve(para, threshold, m, pv, ps, ms))
+        b95, w95 = best_hit_rate(quora, m, qv, qs, 0.95)
+        b90, w90 = best_hit_rate(quora, m, qv, qs, 0.90)
+        p97, wp = best_hit_rate(para, m, pv, ps, 0.97)
+        print(
+            f"{name:58s} | {pct(q['hit_rate']):>9s} {pct(q['false_hit_rate']):>7s} "
+            f"{pct(q['precision']):>7s} | {pct(b95)} {w95:>13s} {pct(b90)} {w90:>13s} | "
+            f"{pct(p['hit_rate']):>8s} {pct(p['precision']):>7s} | "
+            f"{pct(p97)} {wp:>13s}"
+        )
+
+    print("\nThreshold sweep (hit rate / precision; Quora false-hit rate in brackets)")
+    print(
+        f"{'threshold':>9s} | {'cosine alone: Quora':>28s} {'paraphrases':>16s} | "
+        f"{'default: Quora (cv)':>28s} {'paraphrases':>16s}"
+    )
+    for t in (0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99):
+        cq = rates(quora, serve(quora, t, 0.0, no_veto[0], None, 0))
+        cp = rates(para, serve(para, t, 0.0, no_veto[1], None, 0))
+        dq = rates(quora, serve(quora, t, margin, default_veto[0], quora_score, ms))
+        dp = rates(para, serve(para, t, margin, default_veto[1], para_score, ms))
+        print(
+            f"{t:9.3f} | {pct(cq['hit_rate'])} / {pct(cq['precision'])} "
+            f"[{pct(cq['false_hit_rate'])}] "
+            f"{pct(cp['hit_rate'])} / {pct(cp['precision'])} | "
+            f"{pct(dq['hit_rate'])} / {pct(dq['precision'])} [{pct(dq['false_hit_rate'])}] "
+            f"{pct(dp['hit_rate'])} / {pct(dp['precision'])}"
+        )
+    print("\nVerifier score sweep at the threshold (default guards and margin)")
+    for s in SCORES:
+        dq = rates(quora, serve(quora, threshold, margin, default_veto[0], quora_score, s))
+        dp = rates(para, serve(para, threshold, margin, default_veto[1], para_score, s))
+        print(
+            f"min_score {s:4.2f} | Quora {pct(dq['hit_rate'])} / {pct(dq['precision'])} "
+            f"[{pct(dq['false_hit_rate'])}] | "
+            f"paraphrases {pct(dp['hit_rate'])} / {pct(dp['precision'])}"
+        )
+
+
+if __name__ == "__main__":
+    main()
