@@ -256,13 +256,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--only", action="append", default=[], help="library name (repeatable)")
     parser.add_argument("--skip-compare", action="store_true")
+    parser.add_argument(
+        "--backend", default="torch", help="embedding backend: torch, onnx, onnx-int8"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not DATA.is_dir():
         raise SystemExit(f"needs {DATA}")
     from tokenomy.embeddings import shared_embedder
 
-    embedder = shared_embedder()
+    embedder = (
+        shared_embedder() if args.backend == "torch" else shared_embedder(backend=args.backend)
+    )
     base, queries, query_texts = vectors(embedder, args.entries, args.queries)
     out: dict[str, Any] = {
         "entries": len(base),

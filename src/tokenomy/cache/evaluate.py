@@ -237,6 +237,7 @@ def evaluate(
         "non_duplicates": 0 if labels is None else n - sum(labels),
         "threshold": threshold,
         "verifier": None if verifier is None else verifier.version,
+        "embedding_backend": getattr(embedder, "backend", "torch"),
         "min_score": None if verifier is None else verifier.min_score,
         "margin": margin,
         "guards": [] if verifier is None else list(verifier.guards),

@@ -144,9 +144,8 @@ class _Entry:
     key: int
     scope: Scope
     text: str
-    vector: Vector
     value: bytes
-    created_at: float
+    created_at: float  # the vector lives only in the scope's index
 
 
 class _ScopeIndex:
@@ -156,7 +155,7 @@ class _ScopeIndex:
         self.dimensions = dimensions
         self.keys: list[int] = []
         self.rows: dict[int, int] = {}  # key -> row in ``matrix``
-        self.matrix = np.zeros((16, dimensions), dtype=np.float32)
+        self.matrix = np.zeros((1, dimensions), dtype=np.float32)  # doubles as it fills
         self.hnsw: Any = None
 
     def __len__(self) -> int:
@@ -273,7 +272,7 @@ class SemanticCache:
             if previous is not None:
                 self._remove(previous)
             key = next(self._keys)
-            self._add(_Entry(key, scope, text, vec, value, when))
+            self._add(_Entry(key, scope, text, value, when), vec)
         if self.store is not None:
             if previous is not None:
                 self.store.delete([previous])
@@ -364,13 +363,13 @@ class SemanticCache:
             raise ValueError(f"vector has {vec.shape[0]} dimensions, expected {self.dimensions}")
         return vec
 
-    def _add(self, entry: _Entry) -> None:
+    def _add(self, entry: _Entry, vector: Vector) -> None:
         self._entries[entry.key] = entry
         self._exact[(entry.scope, normalize_text(entry.text))] = entry.key
         index = self._indexes.get(entry.scope)
         if index is None:
             index = self._indexes[entry.scope] = _ScopeIndex(self.dimensions)
-        index.add(entry.key, entry.vector)
+        index.add(entry.key, vector)
 
     def _remove(self, key: int) -> None:
         entry = self._entries.pop(key)
@@ -389,7 +388,7 @@ class SemanticCache:
                 vec = np.frombuffer(row.vector, dtype=np.float32).copy()
                 if vec.shape[0] != self.dimensions:
                     raise ValueError(f"stored vector of key {row.key} has the wrong dimensions")
-                self._add(_Entry(row.key, row.scope, row.text, vec, row.value, row.created_at))
+                self._add(_Entry(row.key, row.scope, row.text, row.value, row.created_at), vec)
                 top = max(top, row.key)
             self._keys = itertools.count(top + 1)
 

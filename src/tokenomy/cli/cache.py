@@ -57,6 +57,13 @@ def _fmt(value: Any, percent: bool = True) -> str:
 )
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N pairs.")
 @click.option("--latency-samples", type=click.IntRange(0), default=200, show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnx", "onnx-int8"]),
+    default="torch",
+    show_default=True,
+    help="Embedding backend (onnx: same vectors, faster lookups).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def eval_command(
     pairs_path: str,
@@ -67,6 +74,7 @@ def eval_command(
     cv: int | None,
     limit: int | None,
     latency_samples: int,
+    backend: str,
     as_json: bool,
 ) -> None:
     """Hit rate, false hits, precision, latency and a threshold sweep on FILE's pairs."""
@@ -95,7 +103,7 @@ def eval_command(
     if verifier is not None and min_score is not None:
         verifier = verifier.with_options(min_score=min_score)
     try:
-        embedder = shared_embedder()
+        embedder = shared_embedder() if backend == "torch" else shared_embedder(backend=backend)
     except EmbeddingsUnavailable as exc:
         raise click.ClickException(str(exc)) from None
     try:
