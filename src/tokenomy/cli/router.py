@@ -106,6 +106,13 @@ def router() -> None:
 @click.option(
     "--max-tokens", type=click.IntRange(8, 512), default=None, help="Token cap per prompt."
 )
+@click.option(
+    "--embedding-cache",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="An .npz file keeping the training prompts' embeddings between runs (keyed by the "
+    "texts and the embedding settings; recomputed when they differ).",
+)
 @_model_name_options
 @click.option("--json", "as_json", is_flag=True, help="Print the cross-validation figures as JSON.")
 def train(
@@ -115,6 +122,7 @@ def train(
     cv_repeats: int,
     backend: str,
     max_tokens: int | None,
+    embedding_cache: str | None,
     strong_model: str | None,
     weak_model: str | None,
     as_json: bool,
@@ -160,7 +168,7 @@ def train(
         data.strong_correct,
         data.groups,
         spec,
-        embedder.encode,
+        _cached(embedder.encode, embedding_cache, embedding),
         embedding,
         provenance,
         cv_repeats=cv_repeats,
@@ -332,6 +340,35 @@ def simulate(
     )
     if plot_path:
         click.echo(f"plot written to {plot_path}")
+
+
+def _cached(encode: Any, path: str | None, settings: dict[str, Any]) -> Any:
+    """``encode`` through an .npz file keyed by the texts and the embedding settings."""
+    if path is None:
+        return encode
+    import hashlib
+
+    import numpy as np
+
+    if not path.endswith(".npz"):
+        path += ".npz"  # numpy adds it on save
+
+    def cached_encode(texts: list[str]) -> Any:
+        digest = hashlib.sha256(repr(sorted(settings.items())).encode())
+        for text in texts:
+            digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+        key = digest.hexdigest()
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                if str(npz["key"]) == key:
+                    return npz["vectors"]
+        except (OSError, KeyError, ValueError):
+            pass
+        vectors = encode(texts)
+        np.savez(path, key=np.array(key), vectors=vectors)
+        return vectors
+
+    return cached_encode
 
 
 def _plot(
