@@ -119,9 +119,10 @@ class Call:
             strategy=self.strategy,
         )
         baseline = self.baseline
-        if baseline is not None and baseline is not self.model:
+        if baseline is not None:
             event.baseline_model = baseline.name
-            event.saved_pico = baseline.price.cost_pico(usage) - cost_pico
+            if baseline is not self.model:
+                event.saved_pico = baseline.price.cost_pico(usage) - cost_pico
         limit = output_limit(self.payload)
         if limit is not None:
             event.extra["gen_ai.request.max_tokens"] = str(limit)
