@@ -182,6 +182,17 @@ class Gateway:
         headers = {"authorization": f"Bearer {ADMIN_KEY}", **kwargs.pop("headers", {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=30, **kwargs)
 
+    def chat(
+        self, key: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """POST /v1/chat/completions with this key (and extra headers)."""
+        return httpx.post(
+            self.base_url + "/chat/completions",
+            json=body,
+            timeout=60,
+            headers={"authorization": f"Bearer {key}", **(headers or {})},
+        )
+
     def create_key(self, **principal: Any) -> str:
         response = self.admin("POST", "/admin/keys", json=principal)
         assert response.status_code == 200, response.text

@@ -60,12 +60,7 @@ def ask(gateway: Gateway, key: str, prompt: str, model: str = "auto") -> httpx.R
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": 8,
     }
-    response = httpx.post(
-        gateway.base_url + "/chat/completions",
-        json=body,
-        timeout=60,
-        headers={"authorization": f"Bearer {key}"},
-    )
+    response = gateway.chat(key, body)
     assert response.status_code == 200, response.text
     return response
 

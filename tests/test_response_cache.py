@@ -68,12 +68,7 @@ def chat(
         "temperature": 0,
     }
     payload.update(body)
-    return httpx.post(
-        gateway.base_url + "/chat/completions",
-        json=payload,
-        timeout=30,
-        headers={"authorization": f"Bearer {key}", **(headers or {})},
-    )
+    return gateway.chat(key, payload, headers)
 
 
 def event_of(gateway: Gateway, response: httpx.Response) -> Any:

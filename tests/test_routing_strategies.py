@@ -82,12 +82,13 @@ def ask(
 ) -> httpx.Response:
     payload = {"model": model, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
     payload.update(body)
-    return httpx.post(
-        gateway.base_url + "/chat/completions",
-        json=payload,
-        timeout=30,
-        headers={"authorization": f"Bearer {key}", **(headers or {})},
-    )
+    return gateway.chat(key, payload, headers)
+
+
+def report(gateway: Gateway, *args: str) -> str:
+    """What `tokenomy report` prints for this gateway's ledger."""
+    command = [sys.executable, "-m", "tokenomy", "report", "--config", str(gateway.config_path)]
+    return subprocess.run([*command, *args], capture_output=True, text=True, check=True).stdout
 
 
 def price_of(price: dict[str, str], row: Any) -> Decimal:
@@ -231,56 +232,23 @@ def test_report_savings_sums_the_ledger(routed: Gateway) -> None:
     for _ in range(3):
         assert ask(routed, key, "frugal").status_code == 200
     assert ask(routed, key, "frugal-escalates").status_code == 200
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tokenomy",
-            "report",
-            "--config",
-            str(routed.config_path),
-            "--savings",
-            "--by",
-            "strategy,model",
-            "--where",
-            "team=report-savings",
-            "--format",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    report = json.loads(result.stdout)
+    savings = ("--savings", "--where", "team=report-savings")
+    result = report(routed, *savings, "--by", "strategy,model", "--format", "json")
+    found = json.loads(result)
     events = [e for e in routed.events() if e["team"] == "report-savings"]
     saved = sum(Decimal(e["saved_pico"]) for e in events) / PICO
     cost = sum(Decimal(e["cost_pico"]) for e in events) / PICO
-    assert Decimal(report["total_saved_usd"]) == saved > 0
-    assert Decimal(report["total_counterfactual_cost_usd"]) == cost + saved
-    rows = {(r["strategy"], r["model"]): r for r in report["rows"]}
+    assert Decimal(found["total_saved_usd"]) == saved > 0
+    assert Decimal(found["total_counterfactual_cost_usd"]) == cost + saved
+    rows = {(r["strategy"], r["model"]): r for r in found["rows"]}
     assert set(rows) == {
         ("cascade", "cheap-terse"),
         ("cascade", "cheap-verbose"),
         ("cascade", "strong-terse"),
     }
     assert Decimal(rows[("cascade", "cheap-verbose")]["saved_usd"]) < 0
-    table = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tokenomy",
-            "report",
-            "--config",
-            str(routed.config_path),
-            "--savings",
-            "--where",
-            "team=report-savings",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "saved: $" in table.stdout and "cascade" in table.stdout
+    table = report(routed, *savings)
+    assert "saved: $" in table and "cascade" in table
     overview = routed.admin("GET", "/ui/api/overview").json()
     month = routed.admin("GET", "/admin/spend?period=this-month").json()
     assert overview["savings"]["total_usd"] == month["total_saved_usd"]

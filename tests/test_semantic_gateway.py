@@ -35,12 +35,7 @@ def ask(
     messages.append({"role": "user", "content": question})
     payload = {"model": "gpt-4o-mini", "messages": messages, "max_tokens": 8, "temperature": 0}
     payload.update(body)
-    return httpx.post(
-        gateway.base_url + "/chat/completions",
-        json=payload,
-        timeout=30,
-        headers={"authorization": f"Bearer {key}"},
-    )
+    return gateway.chat(key, payload)
 
 
 def cache_of(response: httpx.Response) -> str:

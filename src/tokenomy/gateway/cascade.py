@@ -16,7 +16,7 @@ import orjson
 from tokenomy.errors import InvalidRequest, TokenomyError
 from tokenomy.gateway.asgi import JSON, Send, send_bytes, send_error
 from tokenomy.gateway.call import Call
-from tokenomy.gateway.proxy import answer_plain, commit, fail
+from tokenomy.gateway.proxy import answer_or_fail, commit
 from tokenomy.gateway.replay import send_as_stream
 from tokenomy.gateway.state import Gateway
 from tokenomy.gateway.upstream_call import Answer, client_wants_usage
@@ -40,12 +40,9 @@ async def relay_cascade(gateway: Gateway, call: Call, send: Send) -> None:
     route_reason = call.route_reason
     step = 0
     while True:
-        try:
-            answer = await answer_plain(gateway, call)
-        except TokenomyError as exc:
-            return await fail(gateway, call, send, exc)
-        if answer.failure is not None:
-            return await fail(gateway, call, send, answer.failure, answer.usage, answer.estimated)
+        answer = await answer_or_fail(gateway, call, send)
+        if answer is None:
+            return
         why = _escalation(call, answer) if call.escalation else None
         if why is None:
             break

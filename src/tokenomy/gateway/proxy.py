@@ -294,13 +294,23 @@ async def answer_plain(gateway: Gateway, call: Call) -> upstream_call.Answer:
     return await serve_with_fallbacks(gateway, call, attempt)
 
 
-async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
+async def answer_or_fail(gateway: Gateway, call: Call, send: Send) -> upstream_call.Answer | None:
+    """The upstream's answer, or None once the client has been sent the failure."""
     try:
         answer = await answer_plain(gateway, call)
     except TokenomyError as exc:
-        return await fail(gateway, call, send, exc)
+        await fail(gateway, call, send, exc)
+        return None
     if answer.failure is not None:
-        return await fail(gateway, call, send, answer.failure, answer.usage, answer.estimated)
+        await fail(gateway, call, send, answer.failure, answer.usage, answer.estimated)
+        return None
+    return answer
+
+
+async def relay_plain(gateway: Gateway, call: Call, send: Send) -> None:
+    answer = await answer_or_fail(gateway, call, send)
+    if answer is None:
+        return
     event, cost = call.event(answer.usage, status=200, estimated=answer.estimated)
     if not await commit(gateway, event, send, call):
         return
