@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import os
 import sqlite3
@@ -48,12 +49,24 @@ def texts() -> tuple[list[str], list[str]]:
     return list(dict.fromkeys(base)), list(dict.fromkeys(queries))
 
 
+def embed(embedder: Any, items: list[str]) -> np.ndarray:
+    """Batch embeddings, kept in /tmp by content hash (re-runs skip minutes of encoding)."""
+    backend = getattr(embedder, "backend", "torch")
+    key = hashlib.sha256("\x00".join([backend, *items]).encode()).hexdigest()[:16]
+    path = Path(tempfile.gettempdir()) / f"tokenomy-bench-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    out = np.asarray(embedder.encode(items), dtype=np.float32)
+    np.save(path, out)
+    return out
+
+
 def vectors(embedder: Any, entries: int, queries: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     base_texts, query_texts = texts()
-    base = np.asarray(embedder.encode(base_texts), dtype=np.float32)
+    base = embed(embedder, base_texts)
     rng = np.random.default_rng(0)
     query_texts = [query_texts[i] for i in rng.choice(len(query_texts), queries, replace=False)]
-    query = np.asarray(embedder.encode(query_texts), dtype=np.float32)
+    query = embed(embedder, query_texts)
     extra = entries - len(base)
     if extra > 0:
         a = base[rng.integers(0, len(base), extra)]
@@ -151,6 +164,8 @@ def bench_sqlite_vec(base: np.ndarray) -> tuple[Callable[[np.ndarray], list[int]
 
     folder = tempfile.mkdtemp()
     conn = sqlite3.connect(Path(folder) / "vec.db", check_same_thread=False)
+    if not hasattr(conn, "enable_load_extension"):
+        raise ImportError("this Python's sqlite3 cannot load extensions (sqlite-vec needs it)")
     conn.enable_load_extension(True)
     sqlite_vec.load(conn)
     conn.enable_load_extension(False)
@@ -196,7 +211,7 @@ def compare(base: np.ndarray, queries: np.ndarray, only: list[str]) -> list[dict
         try:
             search, deletes, persists = build(base)
         except ImportError as exc:
-            print(f"{name}: not installed ({exc})")
+            print(f"{name}: unavailable ({exc})")
             continue
         built = time.perf_counter() - started
         memory = rss_mb() - before
