@@ -29,7 +29,7 @@ def run(*args: str) -> Any:
 def report(*args: str) -> dict[str, Any]:
     result = run(*args, "--json", "--latency-samples", "10")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)  # stderr may carry the model-loading progress bar
     assert isinstance(data, dict)
     return data
 
@@ -59,7 +59,7 @@ def test_gptcache_protocol_on_paraphrases() -> None:
 def test_decision_protocol_on_quora_pairs() -> None:
     data = report("--pairs", str(QUORA), "--limit", "120")
     assert_rates(data)
-    assert data["protocol"] == "decision" and data["n"] == 200
+    assert data["protocol"] == "decision" and data["n"] == 120
     assert data["false_hit_rate"] is not None and data["false_hit_rate"] < 0.2
     assert data["in_sample"] is True  # the shipped verifier was trained on this file
     cosine = report("--pairs", str(QUORA), "--limit", "120", "--no-verifier")

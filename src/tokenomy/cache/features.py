@@ -46,8 +46,9 @@ def _wordset(words: str) -> frozenset[str]:
 _NEGATIONS = _wordset(
     "not no never none nobody nothing neither nor cannot without isn't aren't wasn't "
     "weren't don't doesn't didn't can't couldn't won't wouldn't shouldn't haven't hasn't "
-    "hadn't mustn't"
+    "hadn't mustn't non"
 )
+_ANSWER_NO = re.compile(r"\s*no\s*[,.;:!]", re.IGNORECASE)
 _QUESTION_WORDS = _wordset("what why how who whom whose when where which")
 _STOPWORDS = _wordset(
     "a an the is are was were be been being am do does did doing have has had having i me my "
@@ -99,7 +100,10 @@ class TextInfo:
         entities = {m.lower() for m in _CAPITALIZED.findall(text)}
         entities.update(m.strip("`").lower() for m in _CODE.findall(text))
         self.entities = frozenset(_stem(e) for e in entities if e not in _STOPWORDS)
-        self.negations = sum(1 for w in words if w in _NEGATIONS or w.endswith("n't")) % 2
+        negations = sum(1 for w in words if w in _NEGATIONS or w.endswith("n't"))
+        if _ANSWER_NO.match(text):  # "No, it doesn't exist": an answer, not a negation
+            negations -= 1
+        self.negations = negations % 2
         self.question_words = frozenset(
             w.removesuffix("'s") for w in words if w.removesuffix("'s") in _QUESTION_WORDS
         )
