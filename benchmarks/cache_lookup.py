@@ -55,7 +55,7 @@ def embed(embedder: Any, items: list[str]) -> np.ndarray:
     key = hashlib.sha256("\x00".join([backend, *items]).encode()).hexdigest()[:16]
     path = Path(tempfile.gettempdir()) / f"tokenomy-bench-{key}.npy"
     if path.exists():
-        return np.load(path)
+        return np.asarray(np.load(path), dtype=np.float32)
     out = np.asarray(embedder.encode(items), dtype=np.float32)
     np.save(path, out)
     return out

@@ -54,7 +54,7 @@ def embed(embedder: Any, texts: list[str], cache_dir: Path) -> np.ndarray:
     key = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
     path = cache_dir / f"emb-{embedder.model}-{getattr(embedder, 'backend', 'torch')}-{key}.npy"
     if path.exists():
-        return np.load(path)
+        return np.asarray(np.load(path), dtype=np.float32)
     unique = list(dict.fromkeys(texts))
     vectors = np.asarray(embedder.encode(unique), dtype=np.float32)
     row = {t: i for i, t in enumerate(unique)}
@@ -140,7 +140,7 @@ def serve(
     served = (case.cosine >= threshold) & ~veto & (case.cosine - case.runner_up >= margin)
     if score is not None:
         served &= score >= min_score
-    return served
+    return np.asarray(served, dtype=bool)
 
 
 def best_hit_rate(
@@ -150,8 +150,14 @@ def best_hit_rate(
     for t in THRESHOLDS:
         for s in SCORES if score is not None else (0.0,):
             r = rates(case, serve(case, float(t), margin, veto, score, s))
-            if r["precision"] is not None and r["precision"] >= floor and r["hit_rate"] > best:
-                best = float(r["hit_rate"])
+            precision, hit_rate = r["precision"], r["hit_rate"]
+            if (
+                precision is not None
+                and hit_rate is not None
+                and precision >= floor
+                and hit_rate > best
+            ):
+                best = hit_rate
                 where = f"t={t}" + (f",s={s}" if score is not None else "")
     return best, where
 

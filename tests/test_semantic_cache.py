@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,22 +15,22 @@ from tokenomy.cache.semantic import (
     SemanticCache,
 )
 from tokenomy.cache.verifier import default_verifier
-from tokenomy.embeddings import shared_embedder
+from tokenomy.embeddings import Embedder, shared_embedder
 
 QUESTION = "How can I learn to play the guitar on my own?"
 PARAPHRASE = "How do I teach myself to play guitar?"
 
 
 @pytest.fixture(scope="module")
-def embedder():  # type: ignore[no-untyped-def]
+def embedder() -> Embedder:
     return shared_embedder()
 
 
-def make_cache(embedder, **options):  # type: ignore[no-untyped-def]
+def make_cache(embedder: Embedder, **options: Any) -> SemanticCache:
     return SemanticCache(embedder, verifier=default_verifier(), **options)
 
 
-def test_a_paraphrase_hits_in_the_same_scope(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_a_paraphrase_hits_in_the_same_scope(embedder: Embedder) -> None:
     cache = make_cache(embedder)
     scope = Scope.of("acme", "gpt-4o", "You are a helpful assistant.")
     cache.insert(scope, QUESTION, b"answer")
@@ -43,7 +44,7 @@ def test_a_paraphrase_hits_in_the_same_scope(embedder) -> None:  # type: ignore[
     assert exact is not None and exact.score == 1.0
 
 
-def test_no_hit_across_tenants_models_or_system_prompts(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_no_hit_across_tenants_models_or_system_prompts(embedder: Embedder) -> None:
     cache = make_cache(embedder)
     home = Scope.of("acme", "gpt-4o", "You are a helpful assistant.")
     cache.insert(home, QUESTION, b"acme's answer")
@@ -82,14 +83,14 @@ def test_no_hit_across_tenants_models_or_system_prompts(embedder) -> None:  # ty
         ("How can I learn to play the guitar on my own?", "What is the capital of Australia?"),
     ],
 )
-def test_different_questions_do_not_hit(embedder, cached: str, query: str) -> None:  # type: ignore[no-untyped-def]
+def test_different_questions_do_not_hit(embedder: Embedder, cached: str, query: str) -> None:
     cache = make_cache(embedder)
     scope = Scope("t", "m")
     cache.insert(scope, cached, b"x")
     assert cache.lookup(scope, query) is None
 
 
-def test_cosine_alone_would_have_served_them(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_cosine_alone_would_have_served_them(embedder: Embedder) -> None:
     """The guards and verifier are what refuse the near-misses above."""
     cache = SemanticCache(embedder, verifier=None, threshold=0.8)
     scope = Scope("t", "m")
@@ -97,7 +98,7 @@ def test_cosine_alone_would_have_served_them(embedder) -> None:  # type: ignore[
     assert cache.lookup(scope, "Where can I buy Jordan 6 shoes?") is not None
 
 
-def test_ambiguous_neighbours_do_not_hit(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_ambiguous_neighbours_do_not_hit(embedder: Embedder) -> None:
     cache = make_cache(embedder)
     scope = Scope("t", "m")
     cache.insert(scope, "How do I cook rice in a rice cooker?", b"cooker")
@@ -108,7 +109,7 @@ def test_ambiguous_neighbours_do_not_hit(embedder) -> None:  # type: ignore[no-u
     assert cache.lookup(scope, "How do I cook rice?") is None
 
 
-def test_purge_by_tenant_model_and_age(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_purge_by_tenant_model_and_age(embedder: Embedder) -> None:
     cache = make_cache(embedder)
     a, b, c = Scope("a", "m1"), Scope("b", "m1"), Scope("a", "m2")
     cache.insert(a, QUESTION, b"1", created_at=100.0)
@@ -122,7 +123,7 @@ def test_purge_by_tenant_model_and_age(embedder) -> None:  # type: ignore[no-unt
     assert len(cache) == 0 and cache.scopes() == []
 
 
-def test_max_age_hides_old_entries(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_max_age_hides_old_entries(embedder: Embedder) -> None:
     now = [1000.0]
     cache = make_cache(embedder, max_age_s=60.0, clock=lambda: now[0])
     scope = Scope("t", "m")
@@ -133,7 +134,7 @@ def test_max_age_hides_old_entries(embedder) -> None:  # type: ignore[no-untyped
     assert cache.lookup(scope, QUESTION) is None
 
 
-def test_the_index_is_rebuilt_from_stored_rows(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_the_index_is_rebuilt_from_stored_rows(embedder: Embedder) -> None:
     store = MemoryStore()
     first = make_cache(embedder, store=store)
     scope = Scope.of("acme", "gpt-4o", "system")
@@ -152,7 +153,7 @@ def test_the_index_is_rebuilt_from_stored_rows(embedder) -> None:  # type: ignor
     assert [row.scope.tenant for row in store.load()] == ["other"]
 
 
-def test_large_scope_uses_the_ann_index_and_keeps_scopes(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_large_scope_uses_the_ann_index_and_keeps_scopes(embedder: Embedder) -> None:
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((ANN_MIN_ENTRIES + 100, embedder.dimensions)).astype("float32")
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -171,7 +172,7 @@ def test_large_scope_uses_the_ann_index_and_keeps_scopes(embedder) -> None:  # t
     assert cache.lookup(big, "query", vector=vectors[0]) is None
 
 
-def test_concurrent_inserts_and_lookups(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_inserts_and_lookups(embedder: Embedder) -> None:
     cache = SemanticCache(embedder, verifier=None)
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((400, embedder.dimensions)).astype("float32")
@@ -197,7 +198,7 @@ def test_concurrent_inserts_and_lookups(embedder) -> None:  # type: ignore[no-un
     assert len(cache) == 400
 
 
-def test_wrong_vector_size_is_refused(embedder) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_vector_size_is_refused(embedder: Embedder) -> None:
     cache = SemanticCache(embedder)
     with pytest.raises(ValueError, match="dimensions"):
         cache.insert(Scope("t", "m"), "x", b"v", vector=np.zeros(3, dtype=np.float32))
