@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -121,7 +122,25 @@ class Verifier:
 
 
 @cache
-def default_verifier() -> Verifier:
-    """The shipped verifier (trained on all of qqp_pairs_dev.jsonl; see its provenance)."""
+def logistic_verifier() -> Verifier:
+    """The shipped logistic verifier (trained on all of qqp_pairs_dev.jsonl; see its
+    provenance)."""
     text = resources.files("tokenomy.cache").joinpath(ARTIFACT).read_text()
     return Verifier.from_json(json.loads(text))
+
+
+DEFAULT_KIND = "logistic"  # see cross_encoder.py for why the cross-encoder is not (yet)
+
+
+@cache
+def default_verifier() -> Verifier:
+    """The verifier the cache uses by default: ``$TOKENOMY_CACHE_VERIFIER`` (``logistic``
+    or ``cross-encoder``) when set, else ``DEFAULT_KIND``."""
+    kind = os.environ.get("TOKENOMY_CACHE_VERIFIER", "").strip() or DEFAULT_KIND
+    if kind == "logistic":
+        return logistic_verifier()
+    if kind == "cross-encoder":
+        from tokenomy.cache.cross_encoder import shipped_cross_encoder
+
+        return shipped_cross_encoder()
+    raise ValueError(f"TOKENOMY_CACHE_VERIFIER must be logistic or cross-encoder, not {kind!r}")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tokenomy.cli.common import echo_json, print_table
+
+if TYPE_CHECKING:
+    from tokenomy.cache.verifier import Verifier
 
 
 @click.group()
@@ -36,6 +39,13 @@ def _fmt(value: Any, percent: bool = True) -> str:
     help="Cosine a candidate needs (default: the engine's).",
 )
 @click.option("--no-verifier", is_flag=True, help="Cosine alone (plus the margin): unsafe.")
+@click.option(
+    "--verifier",
+    "verifier_kind",
+    default="default",
+    show_default=True,
+    help="default, logistic, cross-encoder, or the folder of a cross-encoder artifact.",
+)
 @click.option(
     "--margin",
     type=click.FloatRange(0.0, 1.0),
@@ -69,6 +79,7 @@ def eval_command(
     pairs_path: str,
     threshold: float | None,
     no_verifier: bool,
+    verifier_kind: str,
     margin: float | None,
     min_score: float | None,
     cv: int | None,
@@ -80,7 +91,6 @@ def eval_command(
     """Hit rate, false hits, precision, latency and a threshold sweep on FILE's pairs."""
     from tokenomy.cache.evaluate import PairsError, evaluate, load_pairs
     from tokenomy.cache.semantic import DEFAULT_MARGIN, DEFAULT_THRESHOLD
-    from tokenomy.cache.verifier import default_verifier
     from tokenomy.embeddings import EmbeddingsUnavailable, shared_embedder
 
     try:
@@ -99,7 +109,15 @@ def eval_command(
         and min(sum(pairs.labels), len(pairs) - sum(pairs.labels)) < cv
     ):
         raise click.BadParameter(f"needs at least {cv} pairs of each label", param_hint="--cv")
-    verifier = None if no_verifier else default_verifier()
+    cross_validated, cv_folds = False, cv
+    verifier = None if no_verifier else _verifier(verifier_kind)
+    if cv is not None and verifier is not None:
+        from tokenomy.cache.cross_encoder import CrossEncoderVerifier
+
+        if isinstance(verifier, CrossEncoderVerifier):
+            verifier = _out_of_fold(verifier, verifier_kind, pairs, cv)
+            cv = None  # its cross-validation was run at training time; replayed here
+            cross_validated = True
     if verifier is not None and min_score is not None:
         verifier = verifier.with_options(min_score=min_score)
     try:
@@ -118,10 +136,45 @@ def eval_command(
         )
     except PairsError as exc:
         raise click.UsageError(str(exc)) from None
+    if cross_validated:
+        report["cv"], report["in_sample"] = cv_folds, False
     if as_json:
         echo_json(report)
         return
     _print_report(report)
+
+
+def _verifier(kind: str) -> Verifier:
+    from tokenomy.cache.cross_encoder import (
+        CrossEncoderError,
+        CrossEncoderVerifier,
+        shipped_cross_encoder,
+    )
+    from tokenomy.cache.verifier import default_verifier, logistic_verifier
+
+    try:
+        if kind == "default":
+            return default_verifier()
+        if kind == "logistic":
+            return logistic_verifier()
+        if kind == "cross-encoder":
+            return shipped_cross_encoder()
+        return CrossEncoderVerifier.load(kind)
+    except CrossEncoderError as exc:
+        raise click.BadParameter(str(exc), param_hint="--verifier") from None
+
+
+def _out_of_fold(verifier: Any, kind: str, pairs: Any, cv: int) -> Verifier:
+    """The cross-encoder's recorded out-of-fold scores (it is too slow to retrain here)."""
+    from pathlib import Path
+
+    from tokenomy.cache.cross_encoder import CrossEncoderError, OutOfFoldVerifier, shipped_folder
+
+    folder = shipped_folder() if kind in ("default", "cross-encoder") else Path(kind)
+    try:
+        return OutOfFoldVerifier.of(verifier, folder, pairs.a, pairs.b, pairs.sha256, cv)
+    except CrossEncoderError as exc:
+        raise click.BadParameter(str(exc), param_hint="--cv") from None
 
 
 def _print_report(report: dict[str, Any]) -> None:
