@@ -55,7 +55,10 @@ def main() -> None:
         f"router {args.router} (trained with {router.embedding_backend}, "
         f"max_tokens {router.max_tokens}); {len(sample)} prompts, 1 thread"
     )
-    print(f"{'backend':18s} {'load s':>7s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} {'max ms':>7s}")
+    print(
+        f"{'backend':18s} {'load s':>7s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} "
+        f"{'max ms':>7s}"
+    )
     reference: np.ndarray | None = None
     for spec in args.backends.split(","):
         backend, _, cap = spec.partition("@")
@@ -78,9 +81,7 @@ def main() -> None:
         else:
             rho = np.corrcoef(np.argsort(np.argsort(reference)), np.argsort(np.argsort(scores)))
             agree = f"  rank corr. with {args.backends.split(',')[0]}: {rho[0, 1]:.4f}"
-        print(
-            f"{spec:18s} {load:7.1f} {ms[0]:7.2f} {ms[1]:7.2f} {ms[2]:7.2f} {ms[3]:7.2f}{agree}"
-        )
+        print(f"{spec:18s} {load:7.1f} {ms[0]:7.2f} {ms[1]:7.2f} {ms[2]:7.2f} {ms[3]:7.2f}{agree}")
 
 
 if __name__ == "__main__":

@@ -200,9 +200,21 @@ class _OnnxEncoder:
 
         encodings = self.tokenizer.encode_batch(texts)
         out = np.zeros((len(texts), 0), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
+        lengths = [len(e.ids) for e in encodings]
+        order = sorted(range(len(texts)), key=lambda i: lengths[i])
+        # batches of similar lengths: padding a short text to a long one costs as much as
+        # encoding the long one (a stem and its four short options, for instance)
+        batches: list[list[int]] = []
+        for i in order:
+            if (
+                batches
+                and len(batches[-1]) < batch_size
+                and lengths[i] <= 1.5 * lengths[batches[-1][0]] + 8
+            ):
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        for batch in batches:
             width = max(len(encodings[i].ids) for i in batch)
             ids = np.zeros((len(batch), width), dtype=np.int64)
             mask = np.zeros((len(batch), width), dtype=np.int64)

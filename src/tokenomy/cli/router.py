@@ -186,7 +186,19 @@ def train(
     click.echo(f"{method} cross-validation, {summary['folds']} folds (mean ± sd over folds):")
     for key in ("apgr", "cpt50", "cpt80", "strong_share_at_95"):
         click.echo(f"  {key:20s} {_fmt(summary[key])} ± {_fmt(summary[key + '_sd'])}")
-    click.echo(f"  share for 95% quality (pooled curve): {_fmt(trained.share_for_quality(0.95))}")
+    free_cv = trained.meta.get("cv_free")
+    if free_cv:
+        fs = free_cv["summary"]
+        click.echo(
+            f"  free-form model (the questions without their options): APGR "
+            f"{_fmt(fs['apgr'])} ± {_fmt(fs['apgr_sd'])}, strong share at 95% "
+            f"{_fmt(fs['strong_share_at_95'])} ± {_fmt(fs['strong_share_at_95_sd'])}"
+        )
+    click.echo(
+        f"pooled out-of-fold: APGR {_fmt(summary['pooled_apgr'])}, CPT(50%) "
+        f"{_fmt(summary['pooled_cpt50'])}, CPT(80%) {_fmt(summary['pooled_cpt80'])}, strong share "
+        f"for 95% quality {_fmt(trained.share_for_quality(0.95))}"
+    )
 
 
 @router.command(name="eval")
@@ -222,7 +234,9 @@ def eval_command(
         scores, data.weak_correct, data.strong_correct, weak_price, strong_price
     )
     trained_on = trained.meta.get("training", {}).get("data_sha256")
-    result["in_sample"] = trained_on == file_sha256(data_path)
+    seen = trained.seen_in_training(data.prompts)
+    result["seen_in_training"] = seen
+    result["in_sample"] = trained_on == file_sha256(data_path) or seen >= 0.99
     result["router"] = where
     if as_json:
         echo_json(result)
@@ -251,8 +265,11 @@ def eval_command(
         f"quality: weak {result['quality_weak']:.3f}, strong {result['quality_strong']:.3f}; "
         f"prices ${weak_price}/${strong_price} per Mtok"
     )
-    if result["in_sample"]:
-        click.echo("note: the router was trained on this file; these figures are in-sample")
+    if seen > 0:
+        click.echo(
+            f"note: the router was trained on {seen:.0%} of these prompts; "
+            "figures on them are in-sample, not a measure of quality"
+        )
 
 
 @router.command()
@@ -298,10 +315,10 @@ def simulate(
     rows = []
     per_1k = tokens_per_request * 1000 / 1e6
     all_strong = strong_price * per_1k
-    for share in np.linspace(0, 1, points):
+    for share in np.linspace(0, 1, points).tolist():
         quality = float(np.interp(share, c.share, c.quality))
         pgr = float(np.interp(share, c.share, c.pgr)) if not np.isnan(c.pgr).any() else math.nan
-        cost = (share * strong_price + (1 - share) * weak_price) * per_1k
+        cost = float((share * strong_price + (1 - share) * weak_price) * per_1k)
         threshold = trained.threshold_for_share(float(share))
         rows.append(
             {
@@ -343,7 +360,8 @@ def simulate(
 
 
 def _cached(encode: Any, path: str | None, settings: dict[str, Any]) -> Any:
-    """``encode`` through an .npz file keyed by the texts and the embedding settings."""
+    """``encode`` through an .npz file of text fingerprints and vectors: texts seen before
+    (with the same embedding settings) are not embedded again."""
     if path is None:
         return encode
     import hashlib
@@ -352,21 +370,37 @@ def _cached(encode: Any, path: str | None, settings: dict[str, Any]) -> Any:
 
     if not path.endswith(".npz"):
         path += ".npz"  # numpy adds it on save
+    salt = repr(sorted(settings.items())).encode()
+
+    def fingerprint(text: str) -> int:
+        data = salt + b"\0" + text.encode("utf-8", "surrogatepass")
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest())
 
     def cached_encode(texts: list[str]) -> Any:
-        digest = hashlib.sha256(repr(sorted(settings.items())).encode())
-        for text in texts:
-            digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
-        key = digest.hexdigest()
+        keys = np.array([fingerprint(t) for t in texts], dtype=np.uint64)
+        known_keys = np.zeros(0, dtype=np.uint64)
+        known: Any = None
         try:
             with np.load(path, allow_pickle=False) as npz:
-                if str(npz["key"]) == key:
-                    return npz["vectors"]
+                known_keys, known = npz["keys"], npz["vectors"]
         except (OSError, KeyError, ValueError):
             pass
-        vectors = encode(texts)
-        np.savez(path, key=np.array(key), vectors=vectors)
-        return vectors
+        index = {int(k): i for i, k in enumerate(known_keys)}
+        new_keys: list[int] = []
+        new_texts: list[str] = []
+        for text, key in zip(texts, keys.tolist(), strict=True):
+            if key not in index:
+                index[key] = len(known_keys) + len(new_keys)
+                new_keys.append(key)
+                new_texts.append(text)
+        if new_texts:
+            fresh = encode(new_texts)
+            known = fresh if known is None else np.vstack([known, fresh])
+            known_keys = np.concatenate([known_keys, np.array(new_keys, dtype=np.uint64)])
+            np.savez(path, keys=known_keys, vectors=known)
+        if known is None:
+            return encode(texts)
+        return known[[index[int(k)] for k in keys]]
 
     return cached_encode
 
@@ -392,17 +426,15 @@ def _plot(
     ax.axhline(0.95 * c.q_strong, color="#ff7f0e", lw=0.8, ls=":", label="95% of strong quality")
     ax.set_xlabel("strong-model calls (%)")
     ax.set_ylabel("quality (share of prompts answered well)")
-    top = ax.secondary_xaxis(
-        "top",
-        functions=(
-            lambda s: (
-                100 * (1 - (s / 100 * strong_price + (1 - s / 100) * weak_price) / strong_price)
-            ),
-            lambda v: (
-                100 * (1 - v / 100 - weak_price / strong_price) / (1 - weak_price / strong_price)
-            ),
-        ),
-    )
+    keep = 1 - weak_price / strong_price  # saving = (1 - strong share) * keep
+
+    def to_saving(share_pct: Any) -> Any:
+        return (100 - share_pct) * keep
+
+    def to_share(saving_pct: Any) -> Any:
+        return 100 - saving_pct / keep
+
+    top = ax.secondary_xaxis("top", functions=(to_saving, to_share))
     top.set_xlabel("saving vs all-strong (%)")
     ax.set_xlim(0, 100)
     ax.grid(alpha=0.3)

@@ -9,8 +9,9 @@ Targets (from per-prompt outcomes ``w`` = weak correct, ``t`` = strong correct):
 
 - ``weak_wrong``: P(weak model fails). Routes away the prompts the weak model gets wrong,
   including those the strong model also fails (wasted strong calls).
-- ``gain``: two heads, P(strong right) - P(weak right): the expected quality the strong
-  call buys; prompts both models fail score near 0.
+- ``gain``: the expected quality a strong call buys, E[strong right - weak right]: a
+  regression for trees, two heads P(strong right) - P(weak right) for the other families;
+  prompts both models fail score near 0.
 - ``strong_only``: P(only the strong model is right), the oracle's own label.
 
 Cross-validation never scores a group (an MMLU subject) that its model trained on: the
@@ -29,7 +30,15 @@ import numpy as np
 import numpy.typing as npt
 
 from tokenomy.routing.learned import metrics as M
-from tokenomy.routing.learned.router import Head, LearnedRouter, assemble, feature_blocks
+from tokenomy.routing.learned.router import (
+    DEFAULT_MODEL,
+    Head,
+    LearnedRouter,
+    assemble,
+    feature_blocks,
+    prompt_hashes,
+)
+from tokenomy.routing.learned.trees import flatten as flatten_trees
 
 Blocks = dict[str, npt.NDArray[np.float32]]
 FloatArray = npt.NDArray[np.float64]
@@ -119,26 +128,38 @@ def _fit_mlp(
 
 
 def _fit_lgbm(
-    x: npt.NDArray[np.float32], y: FloatArray, sw: FloatArray, c: Component, seed: int
-) -> Any:
-    import lightgbm
+    x: npt.NDArray[np.float32],
+    y: FloatArray,
+    sw: FloatArray,
+    c: Component,
+    seed: int,
+    objective: str = "binary",
+) -> dict[str, npt.NDArray[Any]]:
+    try:
+        import lightgbm
+    except ImportError:
+        raise RuntimeError(
+            "training the lgbm family needs lightgbm (pip install lightgbm)"
+        ) from None
 
     params = {
-        "objective": "binary",
+        "objective": objective,
         "learning_rate": float(c.param("learning_rate", 0.03)),
         "num_leaves": int(c.param("num_leaves", 7)),
         "min_data_in_leaf": int(c.param("min_data_in_leaf", 40)),
-        "feature_fraction": float(c.param("feature_fraction", 0.3)),
+        "feature_fraction": float(c.param("feature_fraction", 0.5)),
         "bagging_fraction": 0.8,
         "bagging_freq": 1,
         "lambda_l2": float(c.param("lambda_l2", 10.0)),
         "verbose": -1,
         "seed": seed,
-        "num_threads": int(c.param("threads", 2)),
+        "num_threads": int(c.param("threads", 1)),  # OpenMP spin-waits on a busy machine
+        "force_col_wise": True,
         "deterministic": True,
     }
     data = lightgbm.Dataset(x, label=y, weight=sw)
-    return lightgbm.train(params, data, num_boost_round=int(c.param("rounds", 300)))
+    booster = lightgbm.train(params, data, num_boost_round=int(c.param("rounds", 300)))
+    return flatten_trees(booster)
 
 
 def fit_heads(
@@ -150,30 +171,26 @@ def fit_heads(
     for ci, comp in enumerate(spec.components):
         x = assemble(blocks, list(comp.inputs))
         parts: list[Head] = []
-        for hi, (y, sign) in enumerate(_targets(comp.target, w, t)):
+        if comp.family == "lgbm" and comp.target == "gain":
+            # one regression on the gain itself: trees need no two-head difference
+            arrays = _fit_lgbm(x, t - w, sw, comp, seed, objective="regression")
+            parts.append(Head(f"c{ci}h0", "trees", list(comp.inputs), "raw", 1.0, arrays=arrays))
+            targets: list[tuple[FloatArray, float]] = []
+        else:
+            targets = _targets(comp.target, w, t)
+        for hi, (y, sign) in enumerate(targets):
             name = f"c{ci}h{hi}"
             output = "prob" if comp.target == "gain" else "raw"
+            inputs = list(comp.inputs)
             if comp.family == "logreg":
-                head = Head(
-                    name,
-                    "linear",
-                    list(comp.inputs),
-                    output,
-                    sign,
-                    arrays=_fit_linear(x, y, sw, comp),
-                )
+                arrays = _fit_linear(x, y, sw, comp)
+                head = Head(name, "linear", inputs, output, sign, arrays=arrays)
             elif comp.family == "mlp":
-                head = Head(
-                    name,
-                    "mlp",
-                    list(comp.inputs),
-                    output,
-                    sign,
-                    arrays=_fit_mlp(x, y, sw, comp, seed),
-                )
+                arrays = _fit_mlp(x, y, sw, comp, seed)
+                head = Head(name, "mlp", inputs, output, sign, arrays=arrays)
             elif comp.family == "lgbm":
-                booster = _fit_lgbm(x, y, sw, comp, seed)
-                head = Head(name, "lgbm", list(comp.inputs), output, sign, booster=booster)
+                arrays = _fit_lgbm(x, y, sw, comp, seed)
+                head = Head(name, "trees", inputs, output, sign, arrays=arrays)
             else:
                 raise ValueError(f"unknown model family {comp.family!r}; one of {FAMILIES}")
             parts.append(head)
@@ -302,11 +319,12 @@ def _register(spec: Spec) -> Spec:
 
 EMB = ("emb_full",)
 SURFACE = ("surface",)
+RICH = ("surface", "lexical", "options_sim")
+LEAN = ("surface", "lexical", "options_alike")
 _register(Spec("logreg", (Component("logreg", "weak_wrong", EMB, params=(("C", 0.05),)),)))
 _register(
     Spec("mlp", (Component("mlp", "weak_wrong", EMB, params=(("hidden", (64,)), ("alpha", 10.0))),))
 )
-_register(Spec("lgbm", (Component("lgbm", "weak_wrong", SURFACE),)))
 _register(
     Spec(
         "logreg+surface",
@@ -316,7 +334,20 @@ _register(
         ),
     )
 )
-DEFAULT_SPEC = "logreg+surface"
+_register(Spec("lgbm-rich", (Component("lgbm", "gain", RICH),)))
+# the best measured (benchmarks/router_quality.py): boosted trees on the expected gain of a
+# strong call, from surface counts, vocabulary rarity and how alike the answer options are.
+# It embeds only the options (short), never the whole prompt: fast decisions.
+_register(Spec("lgbm", (Component("lgbm", "gain", LEAN),)))
+DEFAULT_SPEC = "lgbm"
+# prompts without options: the question's embedding and its counts (no option features)
+FREE_SPEC = Spec(
+    "free",
+    (
+        Component("logreg", "weak_wrong", EMB, params=(("C", 0.05),)),
+        Component("lgbm", "weak_wrong", ("surface", "lexical")),
+    ),
+)
 
 
 def spec_for(family: str) -> Spec | None:
@@ -328,6 +359,34 @@ def family_names() -> list[str]:
     return ["default", *SPECS]
 
 
+OPTION_BLOCKS = {"options_sim", "options_alike", "emb_options"}
+
+
+def _cv(
+    spec: Spec,
+    blocks: Blocks,
+    w: FloatArray,
+    t: FloatArray,
+    groups: npt.NDArray[Any] | None,
+    repeats: int,
+) -> CVResult | None:
+    n_groups = len(np.unique(groups)) if groups is not None else 0
+    if groups is not None and n_groups >= 3:
+        return cross_validate(spec, blocks, w, t, groups, k=min(5, n_groups), repeats=repeats)
+    if len(w) >= 50:
+        return cross_validate(spec, blocks, w, t, None, k=5, repeats=repeats)
+    return None
+
+
+def _cv_meta(cv: CVResult) -> dict[str, Any]:
+    return {
+        "method": "group k-fold" if cv.grouped else "k-fold (no groups in the data)",
+        "spec": cv.spec,
+        "summary": _finite(cv.summary()),
+        "curve": cv.curve,
+    }
+
+
 def train_router(
     prompts: list[str],
     w: FloatArray,
@@ -337,36 +396,61 @@ def train_router(
     embed: Callable[[list[str]], npt.NDArray[np.float32]],
     embedding: dict[str, Any],
     provenance: dict[str, Any],
-    blocks: Blocks | None = None,
     cv_repeats: int = 1,
-    log: Callable[[str], None] | None = None,
+    free_spec: Spec | None = None,
 ) -> tuple[LearnedRouter, CVResult | None]:
-    """Cross-validate ``spec`` (when there are enough rows), then fit it on every row."""
-    if blocks is None:
-        blocks = feature_blocks(prompts, spec.inputs, embed)
-    cv: CVResult | None = None
-    n_groups = len(np.unique(groups)) if groups is not None else 0
-    if groups is not None and n_groups >= 3:
-        cv = cross_validate(spec, blocks, w, t, groups, k=min(5, n_groups), repeats=cv_repeats)
-    elif len(w) >= 50:
-        cv = cross_validate(spec, blocks, w, t, None, k=5, repeats=cv_repeats)
-    if log and cv is not None:
-        log(f"cross-validated in {cv.seconds:.1f}s")
-    heads = fit_heads(spec, blocks, w, t)
-    reference = score_with(heads, blocks).astype(np.float32)
+    """Cross-validate, then fit on every row: ``spec`` for multiple-choice prompts when it
+    uses the options, and ``free_spec`` (default ``FREE_SPEC``) on the same questions
+    without their options, for every other prompt. A spec that does not use the options
+    is one model for all prompts. Returns the router and the main model's CV."""
+    from tokenomy.routing.learned.features import split_prompt
+    from tokenomy.routing.learned.router import Model
+
+    parts = [split_prompt(p) for p in prompts]
+    choice_rows = np.flatnonzero([len(p.options) >= 2 for p in parts])
+    models: dict[str, Model] = {}
     meta: dict[str, Any] = {
         "embedding": embedding,
         "spec": spec.name,
         "training": provenance
         | {"n": len(w), "q_weak": float(w.mean()), "q_strong": float(t.mean())},
     }
-    if cv is not None:
-        meta["cv"] = {
-            "method": "group k-fold" if cv.grouped else "k-fold (no groups in the data)",
-            "summary": _finite(cv.summary()),
-            "curve": cv.curve,
-        }
-    return LearnedRouter(meta, heads, reference), cv
+    main_cv: CVResult | None = None
+    reference = np.zeros(len(prompts))
+    if spec.inputs & OPTION_BLOCKS and len(choice_rows) >= 30:
+        texts = [prompts[i] for i in choice_rows]
+        g = groups[choice_rows] if groups is not None else None
+        wc, tc = w[choice_rows], t[choice_rows]
+        blocks = feature_blocks(texts, spec.inputs, embed, embedding.get("model", DEFAULT_MODEL))
+        main_cv = _cv(spec, blocks, wc, tc, g, cv_repeats)
+        heads = fit_heads(spec, blocks, wc, tc)
+        raw = score_with(heads, blocks)
+        models["choice"] = Model(heads, np.sort(raw))
+        reference[choice_rows] = models["choice"].percentile(raw)
+        free = free_spec or FREE_SPEC
+        free_texts = [p.stem for p in parts]  # the questions without their options
+    else:
+        free = spec
+        free_texts = list(prompts)
+    blocks = feature_blocks(free_texts, free.inputs, embed, embedding.get("model", DEFAULT_MODEL))
+    free_cv = _cv(free, blocks, w, t, groups, cv_repeats)
+    heads = fit_heads(free, blocks, w, t)
+    raw = score_with(heads, blocks)
+    models["free"] = Model(heads, np.sort(raw))
+    # the training prompts' own scores, as the router computes them on live prompts
+    free_rows = np.ones(len(prompts), dtype=bool)
+    if "choice" in models:
+        free_rows[choice_rows] = False
+    reference[free_rows] = models["free"].percentile(raw[free_rows])
+    if main_cv is None:
+        main_cv = free_cv
+    elif free_cv is not None:
+        meta["cv_free"] = _cv_meta(free_cv)
+    if main_cv is not None:
+        meta["cv"] = _cv_meta(main_cv)
+    meta["free_spec"] = free.name
+    router = LearnedRouter(meta, models, reference.astype(np.float32), prompt_hashes(prompts))
+    return router, main_cv
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:

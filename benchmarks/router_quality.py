@@ -1,0 +1,294 @@
+"""Learned-router quality: every variant tried, under subject-grouped cross-validation.
+
+Data: ``../shared/data/routing/mmlu_dev.csv``, RouteLLM's evaluation data (lm-sys/RouteLLM,
+Apache-2.0) on MMLU (Hendrycks et al.): Mixtral-8x7B (weak) vs GPT-4-1106 (strong) per
+question, 29 subjects. No subject is ever scored by a model that trained on it: the 29
+subjects are dealt into 5 folds of similar size, three times with different deals, and
+each fold is scored by a model trained on the other four.
+
+Columns (RouteLLM's definitions, exact curves: see ``tokenomy.routing.learned.metrics``):
+
+- APGR: area under the performance-gap-recovered curve over strong shares 0..1, computed
+  on the pooled out-of-fold scores (each fold's scores as percentiles of its own training
+  scores, as a deployed percentile threshold would see them); ``±`` is the standard
+  deviation of the per-fold APGR (each fold is ~6 unseen subjects), ``fold`` its mean.
+- cpt50 / cpt80: strong share needed to recover 50% / 80% of the quality gap (pooled).
+- s95: strong share needed for 95% of the strong model's quality (pooled; ``±`` over folds).
+- math: trained on the other subjects, scored on the seven computation-heavy ones
+  (abstract algebra, college maths/physics/chemistry, electrical engineering, formal
+  logic, high-school CS): the nearest thing here to an out-of-domain maths check.
+
+Embeddings are computed once and kept in ``$TMPDIR/tokenomy-router-blocks-<hash>.npz``.
+
+    .venv/bin/python benchmarks/router_quality.py [--repeats 3] [--only lgbm-gain-rich]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tokenomy.embeddings import shared_embedder
+from tokenomy.routing.learned import data as routing_data
+from tokenomy.routing.learned import metrics as M
+from tokenomy.routing.learned import training as T
+from tokenomy.routing.learned.router import feature_blocks, file_sha256
+from tokenomy.routing.learned.training import Component, Spec
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "routing" / "mmlu_dev.csv"
+MATH = [
+    "abstract_algebra",
+    "college_chemistry",
+    "college_mathematics",
+    "college_physics",
+    "electrical_engineering",
+    "formal_logic",
+    "high_school_computer_science",
+]
+ALL_BLOCKS = {"emb_full", "emb_stem", "emb_options", "surface", "lexical", "options_sim"}
+# options_alike is the option-option half of options_sim
+
+EMB = ("emb_full",)
+RICH = ("surface", "lexical", "options_sim")
+LEAN = ("surface", "lexical", "options_alike")  # no question embedding: faster decisions
+C05 = (("C", 0.05),)
+VARIANTS: list[Spec] = [
+    Spec("logreg-weak_wrong-emb (baseline)", (Component("logreg", "weak_wrong", EMB, params=C05),)),
+    Spec("logreg-strong_only-emb", (Component("logreg", "strong_only", EMB, params=C05),)),
+    Spec("logreg-gain(2 heads)-emb", (Component("logreg", "gain", EMB, params=C05),)),
+    Spec(
+        "logreg-weak_wrong-emb+stem",
+        (Component("logreg", "weak_wrong", ("emb_full", "emb_stem"), params=(("C", 0.02),)),),
+    ),
+    Spec(
+        "logreg-emb + logreg-emb_options",
+        (
+            Component("logreg", "weak_wrong", EMB, params=C05),
+            Component("logreg", "weak_wrong", ("emb_options",), params=C05),
+        ),
+    ),
+    Spec(
+        "logreg-emb, disagreement weight 2",
+        (Component("logreg", "weak_wrong", EMB, params=C05),),
+        disagreement_weight=2.0,
+    ),
+    Spec(
+        "mlp(64)-weak_wrong-emb",
+        (Component("mlp", "weak_wrong", EMB, params=(("hidden", (64,)), ("alpha", 10.0))),),
+    ),
+    Spec("lgbm-weak_wrong-emb+surface", (Component("lgbm", "weak_wrong", (*EMB, "surface")),)),
+    Spec(
+        "logreg-emb + logreg-surface (v1 default)",
+        (
+            Component("logreg", "weak_wrong", EMB, params=C05),
+            Component("logreg", "weak_wrong", ("surface",), params=(("C", 1.0),)),
+        ),
+    ),
+    Spec(
+        "logreg-weak_wrong-rich", (Component("logreg", "weak_wrong", RICH, params=(("C", 1.0),)),)
+    ),
+    Spec("lgbm-weak_wrong-rich", (Component("lgbm", "weak_wrong", RICH),)),
+    Spec("lgbm-strong_only-rich", (Component("lgbm", "strong_only", RICH),)),
+    Spec("lgbm-gain-surface", (Component("lgbm", "gain", ("surface",)),)),
+    Spec("lgbm-gain-surface+lexical", (Component("lgbm", "gain", ("surface", "lexical")),)),
+    Spec("lgbm-gain-surface+options_sim", (Component("lgbm", "gain", ("surface", "options_sim")),)),
+    Spec("lgbm-gain-rich", (Component("lgbm", "gain", RICH),)),
+    Spec("lgbm-gain-lean (default)", (Component("lgbm", "gain", LEAN),)),
+    Spec(
+        "lgbm-gain-lean + logreg-emb",
+        (
+            Component("lgbm", "gain", LEAN),
+            Component("logreg", "weak_wrong", EMB, params=C05, weight=0.5),
+        ),
+    ),
+    Spec(
+        "lgbm-gain-rich, 150 rounds", (Component("lgbm", "gain", RICH, params=(("rounds", 150),)),)
+    ),
+    Spec(
+        "lgbm-gain-rich, disagreement weight 2",
+        (Component("lgbm", "gain", RICH),),
+        disagreement_weight=2.0,
+    ),
+    Spec(
+        "lgbm-gain-rich + logreg-emb",
+        (
+            Component("lgbm", "gain", RICH),
+            Component("logreg", "weak_wrong", EMB, params=C05, weight=0.5),
+        ),
+    ),
+    Spec("lgbm-gain-rich+emb", (Component("lgbm", "gain", (*RICH, *EMB)),)),
+]
+
+
+def blocks_for(prompts: list[str], data_hash: str) -> dict[str, np.ndarray]:
+    path = Path(tempfile.gettempdir()) / f"tokenomy-router-blocks-{data_hash[:16]}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as npz:
+            blocks = {k: npz[k] for k in npz.files}
+        blocks["options_alike"] = blocks["options_sim"][:, 4:]
+        return blocks
+    print(f"embedding {len(prompts)} prompts once (cached in {path}) ...", file=sys.stderr)
+    embedder = shared_embedder(backend="onnx")
+    blocks = feature_blocks(prompts, ALL_BLOCKS, embedder.encode)
+    np.savez(path, **blocks)  # type: ignore[arg-type]
+    blocks["options_alike"] = blocks["options_sim"][:, 4:]
+    return blocks
+
+
+def fold_scores(
+    scorer: Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], np.ndarray],
+    blocks: dict[str, np.ndarray],
+    w: np.ndarray,
+    t: np.ndarray,
+    groups: np.ndarray,
+    repeats: int,
+) -> dict[str, Any]:
+    """Grouped CV for a scorer(train_blocks, train_idx_mask, test_blocks) -> test scores."""
+    n = len(w)
+    folds_m: list[dict[str, Any]] = []
+    pooled: list[dict[str, Any]] = []
+    for rep in range(repeats):
+        oof = np.zeros(n)
+        for test in T.group_folds(groups, 5, rep):
+            train = np.setdiff1d(np.arange(n), test)
+            tr = {k: v[train] for k, v in blocks.items()}
+            te = {k: v[test] for k, v in blocks.items()}
+            s_te, s_tr = scorer(tr, train, te), scorer(tr, train, tr)
+            oof[test] = np.searchsorted(np.sort(s_tr), s_te) / len(s_tr)
+            folds_m.append(M.evaluate(s_te, w[test], t[test]).as_dict())
+        pooled.append(M.evaluate(oof, w, t).as_dict())
+    return summarize(folds_m, pooled)
+
+
+def summarize(folds_m: list[dict[str, Any]], pooled: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key in ("apgr", "cpt50", "cpt80", "strong_share_at_95"):
+        f = np.array([m[key] for m in folds_m], dtype=float)
+        out["fold_" + key] = float(np.nanmean(f))
+        out["sd_" + key] = float(np.nanstd(f))
+        out[key] = float(np.nanmean([m[key] for m in pooled]))
+    return out
+
+
+def math_holdout(
+    spec: Spec | None,
+    scorer: Any,
+    blocks: dict[str, np.ndarray],
+    w: np.ndarray,
+    t: np.ndarray,
+    groups: np.ndarray,
+) -> M.RouterMetrics:
+    test = np.flatnonzero(np.isin(groups, MATH))
+    train = np.flatnonzero(~np.isin(groups, MATH))
+    tr = {k: v[train] for k, v in blocks.items()}
+    te = {k: v[test] for k, v in blocks.items()}
+    if spec is not None:
+        heads = T.fit_heads(spec, tr, w[train], t[train])
+        scores = T.score_with(heads, te)
+    else:
+        scores = scorer(tr, train, te)
+    return M.evaluate(scores, w[test], t[test])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="deals of subjects into folds")
+    parser.add_argument("--only", default=None, help="variants whose name contains this")
+    args = parser.parse_args()
+    if not DATA.is_file():
+        sys.exit(f"{DATA} is absent (shared data is only on project machines)")
+    rows = routing_data.read(DATA)
+    w, t, groups = rows.weak_correct, rows.strong_correct, rows.groups
+    assert groups is not None
+    blocks = blocks_for(rows.prompts, file_sha256(DATA))
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+    header = (
+        f"{'variant':42s} {'APGR':>6s} {'±':>5s} {'fold':>6s} {'cpt50':>6s} {'cpt80':>6s} "
+        f"{'s95':>6s} {'±':>5s} | {'math APGR':>9s} {'math s95':>8s} {'sec':>5s}"
+    )
+    print(
+        f"mmlu_dev.csv: {len(w)} prompts, {len(np.unique(groups))} subjects; weak "
+        f"{w.mean():.3f}, strong {t.mean():.3f}; 5 subject folds x {args.repeats} deals"
+    )
+    print(header)
+    print("-" * len(header))
+
+    def line(name: str, r: dict[str, Any], m: M.RouterMetrics, sec: float) -> None:
+        print(
+            f"{name:42s} {r['apgr']:6.3f} {r['sd_apgr']:5.3f} {r['fold_apgr']:6.3f} "
+            f"{r['cpt50']:6.3f} {r['cpt80']:6.3f} {r['strong_share_at_95']:6.3f} "
+            f"{r['sd_strong_share_at_95']:5.3f} | {m.apgr:9.3f} {m.strong_share_at_95:8.3f} "
+            f"{sec:5.0f}",
+            flush=True,
+        )
+
+    # reference routers: no training, so no folds to fit
+    def fixed(scores: np.ndarray, name: str) -> None:
+        folds_m = []
+        for rep in range(args.repeats):
+            for test in T.group_folds(groups, 5, rep):
+                folds_m.append(M.evaluate(scores[test], w[test], t[test]).as_dict())
+        pooled = [M.evaluate(scores, w, t).as_dict()]
+        test = np.isin(groups, MATH)
+        line(name, summarize(folds_m, pooled), M.evaluate(scores[test], w[test], t[test]), 0)
+
+    fixed(M.random_scores(len(w)), "random (expected value)")
+    fixed(M.oracle_scores(w, t), "oracle")
+    fixed(blocks["options_sim"][:, 5].astype(float), "untrained: max option-option cosine")
+    fixed(blocks["surface"][:, 1].astype(float), "untrained: question length (words)")
+
+    def knn(k: int) -> Any:
+        from sklearn.neighbors import KNeighborsRegressor
+
+        def scorer(
+            tr: dict[str, np.ndarray], idx: np.ndarray, te: dict[str, np.ndarray]
+        ) -> np.ndarray:
+            model = KNeighborsRegressor(k, metric="cosine").fit(tr["emb_full"], 1 - w[idx])
+            return np.asarray(model.predict(te["emb_full"]), dtype=float)
+
+        return scorer
+
+    for k in (50,):
+        name = f"knn({k})-weak_wrong-emb"
+        if args.only and args.only not in name:
+            continue
+        started = time.perf_counter()
+        r = fold_scores(knn(k), blocks, w, t, groups, args.repeats)
+        line(
+            name, r, math_holdout(None, knn(k), blocks, w, t, groups), time.perf_counter() - started
+        )
+
+    for spec in VARIANTS:
+        if args.only and args.only not in spec.name:
+            continue
+        started = time.perf_counter()
+        cv = T.cross_validate(spec, blocks, w, t, groups, k=5, repeats=args.repeats)
+        s = cv.summary()
+        r = {
+            "apgr": s["pooled_apgr"],
+            "sd_apgr": s["apgr_sd"],
+            "fold_apgr": s["apgr"],
+            "cpt50": s["pooled_cpt50"],
+            "cpt80": s["pooled_cpt80"],
+            "strong_share_at_95": s["pooled_strong_share_at_95"],
+            "sd_strong_share_at_95": s["strong_share_at_95_sd"],
+        }
+        line(
+            spec.name,
+            r,
+            math_holdout(spec, None, blocks, w, t, groups),
+            time.perf_counter() - started,
+        )
+
+
+if __name__ == "__main__":
+    main()
