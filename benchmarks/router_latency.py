@@ -56,32 +56,45 @@ def main() -> None:
         f"max_tokens {router.max_tokens}); {len(sample)} prompts, 1 thread"
     )
     print(
-        f"{'backend':18s} {'load s':>7s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} "
+        f"{'backend, prompts':30s} {'load s':>7s} {'p50 ms':>7s} {'p90 ms':>7s} {'p99 ms':>7s} "
         f"{'max ms':>7s}"
     )
-    reference: np.ndarray | None = None
+    from tokenomy.routing.learned.features import split_prompt
+
+    sets = {
+        "multiple choice": sample,
+        "free-form": [split_prompt(p).stem for p in sample],  # the questions alone
+    }
+    reference: dict[str, np.ndarray] = {}
     for spec in args.backends.split(","):
         backend, _, cap = spec.partition("@")
         started = time.perf_counter()
         embedder = Embedder(backend=backend, threads=1, max_tokens=int(cap) if cap else None)
         load = time.perf_counter() - started
         router.use_embedder(embedder)
-        for p in sample[:10]:  # warm up
-            router.score(p)
-        times = []
-        scores = []
-        for p in sample:
-            t0 = time.perf_counter()
-            scores.append(router.score(p))
-            times.append((time.perf_counter() - t0) * 1000)
-        ms = np.percentile(times, [50, 90, 99, 100])
-        agree = ""
-        if reference is None:
-            reference = np.array(scores)
-        else:
-            rho = np.corrcoef(np.argsort(np.argsort(reference)), np.argsort(np.argsort(scores)))
-            agree = f"  rank corr. with {args.backends.split(',')[0]}: {rho[0, 1]:.4f}"
-        print(f"{spec:18s} {load:7.1f} {ms[0]:7.2f} {ms[1]:7.2f} {ms[2]:7.2f} {ms[3]:7.2f}{agree}")
+        for name, texts in sets.items():
+            for p in texts[:10]:  # warm up
+                router.score(p)
+            times = []
+            scores = []
+            for p in texts:
+                t0 = time.perf_counter()
+                scores.append(router.score(p))
+                times.append((time.perf_counter() - t0) * 1000)
+            ms = np.percentile(times, [50, 90, 99, 100])
+            agree = ""
+            if name not in reference:
+                reference[name] = np.array(scores)
+            else:
+                ranks = np.argsort(np.argsort(reference[name])), np.argsort(np.argsort(scores))
+                agree = f"  rank corr. vs first: {np.corrcoef(*ranks)[0, 1]:.4f}"
+            label = f"{spec} {name}"
+            print(
+                f"{label:30s} {load:7.1f} {ms[0]:7.2f} {ms[1]:7.2f} {ms[2]:7.2f} {ms[3]:7.2f}"
+                + agree,
+                flush=True,
+            )
+            load = 0.0
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ ALL_BLOCKS = {"emb_full", "emb_stem", "emb_options", "surface", "lexical", "opti
 EMB = ("emb_full",)
 RICH = ("surface", "lexical", "options_sim")
 LEAN = ("surface", "lexical", "options_alike")  # no question embedding: faster decisions
+LEXICAL = ("surface", "lexical")
 C05 = (("C", 0.05),)
 VARIANTS: list[Spec] = [
     Spec("logreg-weak_wrong-emb (baseline)", (Component("logreg", "weak_wrong", EMB, params=C05),)),
@@ -101,7 +102,7 @@ VARIANTS: list[Spec] = [
     Spec("lgbm-gain-surface+lexical", (Component("lgbm", "gain", ("surface", "lexical")),)),
     Spec("lgbm-gain-surface+options_sim", (Component("lgbm", "gain", ("surface", "options_sim")),)),
     Spec("lgbm-gain-rich", (Component("lgbm", "gain", RICH),)),
-    Spec("lgbm-gain-lean (default)", (Component("lgbm", "gain", LEAN),)),
+    Spec("lgbm-gain-lean (default, multiple choice)", (Component("lgbm", "gain", LEAN),)),
     Spec(
         "lgbm-gain-lean + logreg-emb",
         (
@@ -125,6 +126,14 @@ VARIANTS: list[Spec] = [
         ),
     ),
     Spec("lgbm-gain-rich+emb", (Component("lgbm", "gain", (*RICH, *EMB)),)),
+]
+
+
+FREE_VARIANTS: list[Spec] = [
+    Spec("free: logreg-weak_wrong-emb", (Component("logreg", "weak_wrong", EMB, params=C05),)),
+    Spec("free: lgbm-weak_wrong-surface+lexical", (Component("lgbm", "weak_wrong", LEXICAL),)),
+    Spec("free: lgbm-gain-surface+lexical", (Component("lgbm", "gain", LEXICAL),)),
+    Spec("free: logreg-emb + lgbm-surface+lexical (default)", T.FREE_SPEC.components),
 ]
 
 
@@ -212,7 +221,7 @@ def main() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "2")
 
     header = (
-        f"{'variant':42s} {'APGR':>6s} {'±':>5s} {'fold':>6s} {'cpt50':>6s} {'cpt80':>6s} "
+        f"{'variant':50s} {'APGR':>6s} {'±':>5s} {'fold':>6s} {'cpt50':>6s} {'cpt80':>6s} "
         f"{'s95':>6s} {'±':>5s} | {'math APGR':>9s} {'math s95':>8s} {'sec':>5s}"
     )
     print(
@@ -224,7 +233,7 @@ def main() -> None:
 
     def line(name: str, r: dict[str, Any], m: M.RouterMetrics, sec: float) -> None:
         print(
-            f"{name:42s} {r['apgr']:6.3f} {r['sd_apgr']:5.3f} {r['fold_apgr']:6.3f} "
+            f"{name:50s} {r['apgr']:6.3f} {r['sd_apgr']:5.3f} {r['fold_apgr']:6.3f} "
             f"{r['cpt50']:6.3f} {r['cpt80']:6.3f} {r['strong_share_at_95']:6.3f} "
             f"{r['sd_strong_share_at_95']:5.3f} | {m.apgr:9.3f} {m.strong_share_at_95:8.3f} "
             f"{sec:5.0f}",
@@ -267,11 +276,22 @@ def main() -> None:
             name, r, math_holdout(None, knn(k), blocks, w, t, groups), time.perf_counter() - started
         )
 
-    for spec in VARIANTS:
+    # prompts without options: the same questions, options removed (the router's "free"
+    # model; the nearest thing here to GSM8K-style prompts, which have no options)
+    from tokenomy.routing.learned import features as F
+
+    stems = [F.split_prompt(p).stem for p in rows.prompts]
+    stem_blocks = {
+        "emb_full": blocks["emb_stem"],
+        "surface": F.surface_matrix(stems),
+        "lexical": F.lexical_matrix(stems),
+    }
+    todo = [(spec, blocks) for spec in VARIANTS] + [(spec, stem_blocks) for spec in FREE_VARIANTS]
+    for spec, these in todo:
         if args.only and args.only not in spec.name:
             continue
         started = time.perf_counter()
-        cv = T.cross_validate(spec, blocks, w, t, groups, k=5, repeats=args.repeats)
+        cv = T.cross_validate(spec, these, w, t, groups, k=5, repeats=args.repeats)
         s = cv.summary()
         r = {
             "apgr": s["pooled_apgr"],
@@ -285,7 +305,7 @@ def main() -> None:
         line(
             spec.name,
             r,
-            math_holdout(spec, None, blocks, w, t, groups),
+            math_holdout(spec, None, these, w, t, groups),
             time.perf_counter() - started,
         )
 
