@@ -229,6 +229,24 @@ def test_default_router_ranks_easy_below_hard() -> None:
     assert len(router.reference_scores) == 7658
 
 
+def test_default_router_scores_the_same_from_many_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tokenomy.routing.learned import LearnedRouter
+
+    router = LearnedRouter.load("default")
+    prompts = [
+        f"Question {i}: what is {i} times {i + 1}?\nA. {i}\nB. {i * (i + 1)}\nC. 7\nD. 0\nAnswer:"
+        if i % 2
+        else f"Tell me about the number {i}."
+        for i in range(24)
+    ]
+    alone = [router.score(p) for p in prompts]
+    with ThreadPoolExecutor(6) as pool:
+        together = list(pool.map(router.score, prompts))
+    assert together == pytest.approx(alone, abs=1e-6)
+
+
 @needs_data
 def test_default_eval_on_its_training_rows_says_in_sample(
     tmp_path: Path, mmlu_rows: list[dict[str, str]]

@@ -335,10 +335,20 @@ def simulate(
                 "saving": 1 - cost / all_strong,
             }
         )
+    seen = trained.seen_in_training(data.prompts)
+    title = Path(data_path).name + (f" ({seen:.0%} in-sample)" if seen > 0 else "")
     if plot_path:
-        _plot(c, plot_path, where, Path(data_path).name, weak_price, strong_price)
+        _plot(c, plot_path, where, title, weak_price, strong_price)
     if as_json:
-        echo_json({"n": len(data), "q_weak": c.q_weak, "q_strong": c.q_strong, "curve": rows})
+        echo_json(
+            {
+                "n": len(data),
+                "q_weak": c.q_weak,
+                "q_strong": c.q_strong,
+                "seen_in_training": seen,
+                "curve": rows,
+            }
+        )
         return
     from rich.table import Table
 
@@ -360,6 +370,8 @@ def simulate(
         f"${weak_price}/${strong_price} per Mtok; thresholds are percentiles of the router's "
         "training scores"
     )
+    if seen > 0:
+        click.echo(f"note: the router was trained on {seen:.0%} of these prompts (in-sample)")
     if plot_path:
         click.echo(f"plot written to {plot_path}")
 
