@@ -11,8 +11,11 @@ Backends, all giving unit-length mean-pooled vectors:
 - ``onnx``: the same network exported once to ONNX and run by onnxruntime with the
   ``tokenizers`` tokenizer; the same vectors (cosine to torch > 0.9999) at a fraction of the
   per-call overhead, which is what a routing decision on the request path needs.
-- ``onnx-int8``: that export with dynamically quantized int8 weights; faster again, slightly
-  different vectors (check a consumer's own metrics before using it).
+- ``onnx-int8``: that export with dynamically quantized int8 weights (per channel): about
+  twice as fast again (a quarter of the weight memory to stream per call), vectors at
+  cosine ~0.985-0.995 to torch ('That is a happy person' / 'That is a very happy person':
+  0.922 instead of 0.943). The learned router uses it: its cross-validated APGR moves
+  from 0.609 to 0.605. Check a consumer's own metrics before using it.
 
 The export is built at first use from the model's weights (it needs torch, as the extra
 has) and kept in ``$TOKENOMY_CACHE_DIR`` (default ``~/.cache/tokenomy``) under a key made
