@@ -93,7 +93,8 @@ def router() -> None:
     "--model-family",
     default="default",
     show_default=True,
-    help="default (the best measured: see benchmarks/router_quality.py), logreg, mlp or lgbm.",
+    help="default (= lgbm, the best measured: see benchmarks/router_quality.py), "
+    "lgbm+logreg, lgbm-rich, logreg+surface, logreg or mlp.",
 )
 @click.option("--cv-repeats", default=1, show_default=True, type=click.IntRange(1, 10))
 @click.option(

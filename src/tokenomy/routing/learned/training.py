@@ -339,6 +339,16 @@ _register(Spec("lgbm-rich", (Component("lgbm", "gain", RICH),)))
 # strong call, from surface counts, vocabulary rarity and how alike the answer options are.
 # It embeds only the options (short), never the whole prompt: fast decisions.
 _register(Spec("lgbm", (Component("lgbm", "gain", LEAN),)))
+# slightly better curve (APGR +0.004, 95% share -0.01) for one more, longer, encoder pass
+_register(
+    Spec(
+        "lgbm+logreg",
+        (
+            Component("lgbm", "gain", LEAN),
+            Component("logreg", "weak_wrong", EMB, params=(("C", 0.05),), weight=0.5),
+        ),
+    )
+)
 DEFAULT_SPEC = "lgbm"
 # prompts without options: the question's embedding and its counts (no option features)
 FREE_SPEC = Spec(
