@@ -71,7 +71,7 @@ def read(
     """Outcome or pairwise rows from a CSV file (``RouterError`` says what is wrong)."""
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # Excel adds a BOM
             reader = csv.DictReader(f)
             columns = [c.strip() for c in reader.fieldnames or []]
             reader.fieldnames = columns
