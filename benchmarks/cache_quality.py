@@ -12,7 +12,10 @@ Both data files, through the engine (``SemanticCache.probe``, then the same deci
   when it returns its own origin). The verifier never saw these (trained on Quora only).
 
 Rows add one part at a time to cosine similarity: the ambiguity margin, each hard guard alone,
-all guards, the learned verifier, the verifier with the default guards. Columns: figures at
+all guards, the learned verifier, the verifier with the default guards; with
+``--cross-encoder``, the cross-encoder verifier (``cross_encoder_v1``) with its guards: on Quora
+its out-of-fold scores recorded at training (grouped 5-fold CV), on the paraphrases the
+shipped model (about a minute of model calls). Columns: figures at
 ``--threshold``, and the best hit rate any cosine threshold (and verifier score) reaches while
 keeping precision >= 95% / >= 90% on Quora.
 
@@ -162,6 +165,35 @@ def best_hit_rate(
     return best, where
 
 
+def cross_encoder_row(
+    quora: Case, para: Case, quora_pairs: Any
+) -> tuple[str, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], float]:
+    """Cross-encoder scores without guards: Quora out-of-fold (recorded at training),
+    paraphrases by the shipped model; its guards as the veto; its min_score."""
+    from tokenomy.cache.cross_encoder import (
+        OutOfFoldVerifier,
+        shipped_cross_encoder,
+        shipped_folder,
+    )
+
+    ce = shipped_cross_encoder()
+    oof = OutOfFoldVerifier.of(
+        ce, shipped_folder(), quora_pairs.a, quora_pairs.b, quora_pairs.sha256, 5
+    )
+    quora_score = np.asarray(
+        [oof.model_score(q, c) for q, c in zip(quora.query, quora.cached, strict=True)]
+    )
+    para_score = np.asarray(
+        [
+            ce.model_score(q, c) if s >= ce.skip_below else 0.0
+            for q, c, s in zip(para.query, para.cached, para.cosine, strict=True)
+        ]
+    )
+    veto = (guard_flags(quora, ce.guards), guard_flags(para, ce.guards))
+    name = f"+ margin + cross-encoder + guards {'/'.join(ce.guards)} (s={ce.min_score})"
+    return name, quora_score, para_score, veto, ce.min_score
+
+
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:5.1f}%"
 
@@ -174,18 +206,19 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=None)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--cache-dir", default="/tmp/tokenomy-bench")
+    parser.add_argument("--cross-encoder", action="store_true", help="add its rows")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"needs {DATA}")
     from tokenomy.cache.features import GUARDS
     from tokenomy.cache.semantic import DEFAULT_MARGIN, DEFAULT_THRESHOLD
     from tokenomy.cache.training import features, fold_verifiers
-    from tokenomy.cache.verifier import default_verifier
+    from tokenomy.cache.verifier import logistic_verifier
     from tokenomy.embeddings import shared_embedder
 
     threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
     margin = DEFAULT_MARGIN if args.margin is None else args.margin
-    shipped = default_verifier()
+    shipped = logistic_verifier()
     embedder = shared_embedder()
     cache_dir = Path(args.cache_dir)
     quora, quora_pairs = quora_case(embedder, cache_dir)
@@ -229,6 +262,9 @@ def main() -> None:
         ("+ margin + verifier + all guards", margin, every, True),
     ]
     ms = shipped.min_score
+    cross: list[tuple[str, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], float]] = []
+    if args.cross_encoder:
+        cross.append(cross_encoder_row(quora, para, quora_pairs))
     print(
         f"threshold {threshold}, margin {margin}, verifier v{shipped.version} min_score {ms}; "
         f"Quora verifier scores {args.folds}-fold cross-validated\n"
@@ -254,6 +290,29 @@ def main() -> None:
             f"{pct(p['hit_rate']):>8s} {pct(p['precision']):>7s} | "
             f"{pct(p97)} {wp:>13s}"
         )
+
+    for name, qs, ps, (qv, pv), cms in cross:
+        q = rates(quora, serve(quora, threshold, margin, qv, qs, cms))
+        p = rates(para, serve(para, threshold, margin, pv, ps, cms))
+        b95, w95 = best_hit_rate(quora, margin, qv, qs, 0.95)
+        b90, w90 = best_hit_rate(quora, margin, qv, qs, 0.90)
+        p97, wp = best_hit_rate(para, margin, pv, ps, 0.97)
+        print(
+            f"{name:58s} | {pct(q['hit_rate']):>9s} {pct(q['false_hit_rate']):>7s} "
+            f"{pct(q['precision']):>7s} | {pct(b95)} {w95:>13s} {pct(b90)} {w90:>13s} | "
+            f"{pct(p['hit_rate']):>8s} {pct(p['precision']):>7s} | "
+            f"{pct(p97)} {wp:>13s}"
+        )
+    for name, qs, ps, (qv, pv), _ in cross:
+        print(f"\n{name}: score sweep at threshold {threshold}")
+        for s in (0.5, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.97, 0.98, 0.99):
+            dq = rates(quora, serve(quora, threshold, margin, qv, qs, s))
+            dp = rates(para, serve(para, threshold, margin, pv, ps, s))
+            print(
+                f"min_score {s:5.3f} | Quora {pct(dq['hit_rate'])} / {pct(dq['precision'])} "
+                f"[{pct(dq['false_hit_rate'])}] | "
+                f"paraphrases {pct(dp['hit_rate'])} / {pct(dp['precision'])}"
+            )
 
     print("\nThreshold sweep (hit rate / precision; Quora false-hit rate in brackets)")
     print(

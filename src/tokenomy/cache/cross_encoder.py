@@ -191,6 +191,45 @@ class PairEncoder:
             logits = self.top(self.bottom(ids, mask, types), mask)
             return [float(p) for p in torch.sigmoid(logits).tolist()]
 
+    def export_onnx(self, out: Path) -> None:
+        """The whole pair classifier (base + overlaid layers + head) as one ONNX graph."""
+        import os
+        import tempfile
+        import warnings
+
+        import torch
+
+        encoder = self
+
+        class Logits(torch.nn.Module):
+            def forward(self, ids: Any, mask: Any, types: Any) -> Any:
+                return encoder.top(encoder.bottom(ids, mask, types), mask)
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=out.parent, suffix=".part.onnx")
+        os.close(fd)
+        ids = torch.ones(2, 16, dtype=torch.long)
+        axes = {0: "batch", 1: "tokens"}
+        self.train_mode(False)
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                Logits(),
+                (ids, ids, torch.zeros_like(ids)),
+                name,
+                dynamo=False,
+                input_names=["input_ids", "attention_mask", "token_type_ids"],
+                output_names=["logits"],
+                dynamic_axes={
+                    "input_ids": axes,
+                    "attention_mask": axes,
+                    "token_type_ids": axes,
+                    "logits": {0: "batch"},
+                },
+                opset_version=17,
+            )
+        os.replace(name, out)
+
     def save(self, folder: Path, *, version: str, provenance: dict[str, Any]) -> None:
         import torch
         from safetensors.torch import save_file
@@ -265,19 +304,63 @@ class PairEncoder:
         return encoder
 
 
+class OnnxPairEncoder:
+    """The exported pair classifier run by onnxruntime (same scores, less overhead)."""
+
+    def __init__(self, encoder: PairEncoder, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.tokenizer = encoder.tokenizer
+
+    def probabilities(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        import numpy as np
+
+        encoded = self.tokenizer.encode_batch([(a, b) for a, b in pairs])
+        width = max(len(e.ids) for e in encoded)
+        ids = np.zeros((len(encoded), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        types = np.zeros_like(ids)
+        for i, e in enumerate(encoded):
+            n = len(e.ids)
+            ids[i, :n] = e.ids
+            mask[i, :n] = 1
+            types[i, :n] = e.type_ids
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        logits = np.asarray(self.session.run(None, feeds)[0], dtype=np.float64)
+        return [float(v) for v in 1.0 / (1.0 + np.exp(-logits))]
+
+
+def onnx_encoder(encoder: PairEncoder, manifest: dict[str, Any]) -> OnnxPairEncoder:
+    """The artifact exported to ONNX once per machine, kept under the embeddings' cache
+    directory by the hashes of the base and the layers (never stale)."""
+    from tokenomy.embeddings import cache_dir
+
+    key = f"{str(manifest['base_weights_sha256'])[:12]}-{str(manifest['weights_sha256'])[:20]}"
+    path = cache_dir() / "cross_encoder" / key / "model.onnx"
+    if not path.is_file():
+        encoder.export_onnx(path)
+    return OnnxPairEncoder(encoder, path)
+
+
 class CrossEncoderVerifier(Verifier):
     """A ``Verifier`` whose score comes from the cross-encoder (see the module doc).
 
     It subclasses the logistic ``Verifier`` only to share its interface with the engine;
     the inherited logistic weights are empty and unused."""
 
-    encoder: PairEncoder | None  # None: a subclass supplies ``model_score``
+    encoder: PairEncoder | OnnxPairEncoder | None  # None: a subclass supplies model_score
     skip_below: float
     manifest: dict[str, Any]
 
     def __init__(
         self,
-        encoder: PairEncoder | None,
+        encoder: PairEncoder | OnnxPairEncoder | None,
         manifest: dict[str, Any],
         *,
         min_score: float,
@@ -335,16 +418,23 @@ class CrossEncoderVerifier(Verifier):
         raise TypeError("a cross-encoder artifact is written by train_cross_encoder")
 
     @classmethod
-    def load(cls, path: str | Path) -> CrossEncoderVerifier:
-        """Load an artifact folder (``manifest.json`` + the layers' safetensors)."""
+    def load(cls, path: str | Path, *, backend: str | None = None) -> CrossEncoderVerifier:
+        """Load an artifact folder (``manifest.json`` + the layers' safetensors).
+        ``backend``: ``torch`` or ``onnx`` (default: the manifest's ``backend``)."""
         folder = Path(path)
         try:
             manifest = json.loads((folder / MANIFEST).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise CrossEncoderError(f"cannot read {folder / MANIFEST}: {exc}") from None
         encoder = PairEncoder.load(folder, manifest)
+        backend = backend or str(manifest.get("backend", "torch"))
+        if backend not in ("torch", "onnx"):
+            raise CrossEncoderError(f"backend must be torch or onnx, not {backend!r}")
+        runner: PairEncoder | OnnxPairEncoder = (
+            onnx_encoder(encoder, manifest) if backend == "onnx" else encoder
+        )
         return cls(
-            encoder,
+            runner,
             manifest,
             min_score=float(manifest["min_score"]),
             guards=tuple(manifest.get("guards", ())),
