@@ -17,8 +17,8 @@ the in-memory index is rebuilt from them at start, so the index itself is never 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import math
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -243,7 +243,6 @@ class SemanticCache:
         self._entries: dict[int, _Entry] = {}
         self._indexes: dict[Scope, _ScopeIndex] = {}
         self._exact: dict[tuple[Scope, str], int] = {}
-        self._keys = itertools.count(1)
         if store is not None:
             self._rebuild(store.load())
 
@@ -271,7 +270,7 @@ class SemanticCache:
             previous = self._exact.get((scope, normalize_text(text)))
             if previous is not None:
                 self._remove(previous)
-            key = next(self._keys)
+            key = self._new_key()
             self._add(_Entry(key, scope, text, value, when), vec)
         if self.store is not None:
             if previous is not None:
@@ -363,6 +362,13 @@ class SemanticCache:
             raise ValueError(f"vector has {vec.shape[0]} dimensions, expected {self.dimensions}")
         return vec
 
+    def _new_key(self) -> int:
+        """A random 62-bit key: replicas sharing one store never pick the same one."""
+        while True:
+            key = secrets.randbits(62) or 1
+            if key not in self._entries:
+                return key
+
     def _add(self, entry: _Entry, vector: Vector) -> None:
         self._entries[entry.key] = entry
         self._exact[(entry.scope, normalize_text(entry.text))] = entry.key
@@ -382,15 +388,12 @@ class SemanticCache:
             del self._indexes[entry.scope]
 
     def _rebuild(self, rows: Iterable[StoredEntry]) -> None:
-        top = 0
         with self._lock:
             for row in rows:
                 vec = np.frombuffer(row.vector, dtype=np.float32).copy()
                 if vec.shape[0] != self.dimensions:
                     raise ValueError(f"stored vector of key {row.key} has the wrong dimensions")
                 self._add(_Entry(row.key, row.scope, row.text, row.value, row.created_at), vec)
-                top = max(top, row.key)
-            self._keys = itertools.count(top + 1)
 
 
 def bulk_vectors(embedder: Any, texts: Sequence[str]) -> Vector:
