@@ -97,7 +97,19 @@ EMB = ("emb_full",)
 RICH = ("surface", "lexical", "options_sim")
 LEAN = ("surface", "lexical", "options_alike")  # no question embedding: faster decisions
 LEXICAL = ("surface", "lexical")
+LEAN_STEM = (*LEAN, "stem")
 C05 = (("C", 0.05),)
+
+
+def tri(inputs: tuple[str, ...], ww: float = 0.5, so: float = 0.5) -> tuple[Component, ...]:
+    """Trees on three targets, summed: the gain, P(weak wrong), P(only strong right)."""
+    return (
+        Component("lgbm", "gain", inputs),
+        Component("lgbm", "weak_wrong", inputs, weight=ww),
+        Component("lgbm", "strong_only", inputs, weight=so),
+    )
+
+
 VARIANTS: list[Spec] = [
     Spec("logreg-weak_wrong-emb (baseline)", (Component("logreg", "weak_wrong", EMB, params=C05),)),
     Spec("logreg-strong_only-emb", (Component("logreg", "strong_only", EMB, params=C05),)),
@@ -163,6 +175,48 @@ VARIANTS: list[Spec] = [
         ),
     ),
     Spec("lgbm-gain-rich+emb", (Component("lgbm", "gain", (*RICH, *EMB)),)),
+    # round 2: question-stem features, seeds, constraints, other targets, weights
+    Spec("lgbm-gain-lean+stem", (Component("lgbm", "gain", LEAN_STEM),)),
+    Spec(
+        "lgbm-gain-lean, 5 seeds bagged",
+        tuple(Component("lgbm", "gain", LEAN, params=(("seed", 101 * i),)) for i in range(5)),
+    ),
+    Spec(
+        "lgbm-gain-lean, monotone in option cosines",
+        (Component("lgbm", "gain", LEAN, params=(("monotone", ((25, 1), (26, 1), (27, 1))),)),),
+    ),
+    Spec(
+        "lgbm-gain-lean, disagreement weight 1.5",
+        (Component("lgbm", "gain", LEAN),),
+        disagreement_weight=1.5,
+    ),
+    Spec(
+        "lgbm-gain-lean + lgbm-weak_wrong (2 targets)",
+        (Component("lgbm", "gain", LEAN), Component("lgbm", "weak_wrong", LEAN, weight=0.5)),
+    ),
+    Spec(
+        "lgbm-gain-lean + lgbm-strong_only",
+        (Component("lgbm", "gain", LEAN), Component("lgbm", "strong_only", LEAN)),
+    ),
+    Spec("lgbm-lean 3 targets (gain, weak_wrong, strong_only)", tri(LEAN)),
+    Spec("lgbm-lean 3 targets, weak_wrong weight 1", tri(LEAN, ww=1.0)),
+    Spec("lgbm-lean 3 targets, strong_only weight 1", tri(LEAN, so=1.0)),
+    Spec("lgbm-lean 3 targets, both weights 1", tri(LEAN, ww=1.0, so=1.0)),
+    Spec("lgbm-lean+stem 3 targets", tri(LEAN_STEM)),
+    Spec(
+        "lgbm-gain-lean + logreg-gain(2 heads)-emb",
+        (
+            Component("lgbm", "gain", LEAN),
+            Component("logreg", "gain", EMB, params=C05, weight=0.5),
+        ),
+    ),
+    Spec(
+        "lgbm-gain-lean+stem + logreg-emb",
+        (
+            Component("lgbm", "gain", LEAN_STEM),
+            Component("logreg", "weak_wrong", EMB, params=C05, weight=0.5),
+        ),
+    ),
 ]
 
 
@@ -175,27 +229,32 @@ FREE_VARIANTS: list[Spec] = [
 
 
 def blocks_for(prompts: list[str], data_hash: str) -> dict[str, np.ndarray]:
+    from tokenomy.routing.learned.features import stem_matrix
+
     path = Path(tempfile.gettempdir()) / f"tokenomy-router-blocks-{data_hash[:16]}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as npz:
             blocks = {k: npz[k] for k in npz.files}
         blocks["options_alike"] = blocks["options_sim"][:, 4:]
+        blocks["stem"] = stem_matrix(prompts)
         return blocks
     print(f"embedding {len(prompts)} prompts once (cached in {path}) ...", file=sys.stderr)
     embedder = shared_embedder(backend="onnx")
     blocks = feature_blocks(prompts, ALL_BLOCKS, embedder.encode)
     np.savez(path, **blocks)  # type: ignore[arg-type]
     blocks["options_alike"] = blocks["options_sim"][:, 4:]
+    blocks["stem"] = stem_matrix(prompts)
     return blocks
 
 
 def fold_scores(
-    scorer: Callable[[dict[str, np.ndarray], np.ndarray, np.ndarray], np.ndarray],
+    scorer: Callable[[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]], np.ndarray],
     blocks: dict[str, np.ndarray],
     w: np.ndarray,
     t: np.ndarray,
     groups: np.ndarray,
     repeats: int,
+    first: int = 0,
 ) -> dict[str, Any]:
     """Grouped CV for a scorer(train_blocks, train_idx_mask, test_blocks) -> test scores."""
     n = len(w)
@@ -203,7 +262,7 @@ def fold_scores(
     pooled: list[dict[str, Any]] = []
     for rep in range(repeats):
         oof = np.zeros(n)
-        for test in T.group_folds(groups, 5, rep):
+        for test in T.group_folds(groups, 5, first + rep):
             train = np.setdiff1d(np.arange(n), test)
             tr = {k: v[train] for k, v in blocks.items()}
             te = {k: v[test] for k, v in blocks.items()}
@@ -248,6 +307,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="deals of subjects into folds")
     parser.add_argument("--only", default=None, help="variants whose name contains this")
+    parser.add_argument(
+        "--first-deal",
+        type=int,
+        default=0,
+        help="seed of the first deal (e.g. 3 with --repeats 10: deals never used to choose)",
+    )
     args = parser.parse_args()
     if not DATA.is_file():
         sys.exit(f"{DATA} is absent (shared data is only on project machines)")
@@ -281,11 +346,11 @@ def main() -> None:
     def fixed(scores: np.ndarray, name: str) -> None:
         folds_m = []
         for rep in range(args.repeats):
-            for test in T.group_folds(groups, 5, rep):
+            for test in T.group_folds(groups, 5, args.first_deal + rep):
                 folds_m.append(M.evaluate(scores[test], w[test], t[test]).as_dict())
         pooled = [M.evaluate(scores, w, t).as_dict()]
-        test = np.isin(groups, MATH)
-        line(name, summarize(folds_m, pooled), M.evaluate(scores[test], w[test], t[test]), 0)
+        held = np.isin(groups, MATH)
+        line(name, summarize(folds_m, pooled), M.evaluate(scores[held], w[held], t[held]), 0)
 
     fixed(M.random_scores(len(w)), "random (expected value)")
     fixed(M.oracle_scores(w, t), "oracle")
@@ -308,7 +373,7 @@ def main() -> None:
         if args.only and args.only not in name:
             continue
         started = time.perf_counter()
-        r = fold_scores(knn(k), blocks, w, t, groups, args.repeats)
+        r = fold_scores(knn(k), blocks, w, t, groups, args.repeats, args.first_deal)
         line(
             name, r, math_holdout(None, knn(k), blocks, w, t, groups), time.perf_counter() - started
         )
@@ -328,7 +393,9 @@ def main() -> None:
         if args.only and args.only not in spec.name:
             continue
         started = time.perf_counter()
-        cv = T.cross_validate(spec, these, w, t, groups, k=5, repeats=args.repeats)
+        cv = T.cross_validate(
+            spec, these, w, t, groups, k=5, repeats=args.repeats, seed=args.first_deal
+        )
         s = cv.summary()
         r = {
             "apgr": s["pooled_apgr"],

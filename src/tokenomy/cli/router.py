@@ -94,7 +94,7 @@ def router() -> None:
     default="default",
     show_default=True,
     help="default (= lgbm, the best measured: see benchmarks/router_quality.py), "
-    "lgbm+logreg, lgbm-rich, logreg+surface, logreg or mlp.",
+    "lgbm+logreg, lgbm-3targets, lgbm-2targets, lgbm-rich, logreg+surface, logreg or mlp.",
 )
 @click.option("--cv-repeats", default=1, show_default=True, type=click.IntRange(1, 10))
 @click.option(

@@ -240,3 +240,115 @@ def options_alike(option_vectors: npt.NDArray[np.float32]) -> list[float]:
     pair = option_vectors @ option_vectors.T
     upper = pair[np.triu_indices(len(option_vectors), 1)]
     return [float(upper.mean()), float(upper.max()), float(upper.min())]
+
+
+# -- the question stem and the shape of the options -----------------------------------------
+
+STEM_NAMES = (
+    "which_of_following",
+    "computation_verb",
+    "judgement_word",
+    "blank_or_colon_end",
+    "ends_with_question",
+    "log_sentences",
+    "options_numeric_share",
+    "options_roman_combo",
+    "options_true_false",
+    "options_above",
+    "option_len_cv",
+    "option_token_jaccard",
+    "stem_numbers_no_option_numbers",
+)
+_WHICH = re.compile(r"\bwhich (?:one )?of the following\b", re.I)
+_COMPUTE = re.compile(
+    r"\b(?:calculate|compute|how (?:many|much|long|far)|find|what is the (?:value|probability|"
+    r"number|order|sum|product|maximum|minimum)|determine|solve|evaluate|estimate)\b",
+    re.I,
+)
+_JUDGE = re.compile(r"\b(?:most|best|primarily|likely|least|main|usually|generally)\b", re.I)
+_SENTENCE = re.compile(r"[.?!](?:\s|$)")
+_NUMERIC_OPTION = re.compile(r"^[-\u2212+$(]?\s*[\d.,/]+(?:\s*[a-zA-Z%°/^·*]{0,8}\S*)?\s*$")
+_ROMAN_OPTION = re.compile(
+    r"^(?:I{1,3}|IV|V)\b.*(?:only|and)\b|^(?:I{1,3}|IV|V)(?:,\s*| and )", re.I
+)
+_TRUE_FALSE = re.compile(r"^(?:true|false)\s*,\s*(?:true|false)\s*$", re.I)
+_ABOVE = re.compile(r"\b(?:all|none|both) of the (?:above|following)\b|\bneither\b", re.I)
+
+
+def stem_features(prompt: str) -> list[float]:
+    """What kind of question it is and what shape its options have, in the order of
+    ``STEM_NAMES``: "which of the following", computation verbs, judgement words, how the
+    stem ends, numeric / roman-combination / true-false options, length spread and word
+    overlap of the options."""
+    parts = split_prompt(prompt)
+    stem, options = parts.stem, parts.options
+    n_opt = max(len(options), 1)
+    lengths = np.array([len(o) for o in options], dtype=np.float64) if options else np.zeros(1)
+    tokens = [set(_WORD.findall(o.lower())) for o in options]
+    jacc: list[float] = []
+    for i in range(len(tokens)):
+        for j in range(i + 1, len(tokens)):
+            union = tokens[i] | tokens[j]
+            jacc.append(len(tokens[i] & tokens[j]) / len(union) if union else 1.0)
+    numeric_opts = sum(bool(_NUMERIC_OPTION.match(o)) for o in options)
+    tail = stem.rstrip()[-1:] if stem.strip() else ""
+    return [
+        float(bool(_WHICH.search(stem))),
+        float(bool(_COMPUTE.search(stem))),
+        float(bool(_JUDGE.search(stem))),
+        float(tail in (":", "_") or stem.rstrip().endswith("____")),
+        float(tail == "?"),
+        math.log1p(len(_SENTENCE.findall(stem))),
+        numeric_opts / n_opt,
+        sum(bool(_ROMAN_OPTION.match(o)) for o in options) / n_opt,
+        sum(bool(_TRUE_FALSE.match(o)) for o in options) / n_opt,
+        float(any(_ABOVE.search(o) for o in options)),
+        float(lengths.std() / lengths.mean()) if lengths.mean() > 0 else 0.0,
+        float(np.mean(jacc)) if jacc else 0.0,
+        float(bool(_NUMBER.search(stem)) and numeric_opts == 0),
+    ]
+
+
+def stem_matrix(prompts: list[str]) -> npt.NDArray[np.float32]:
+    return np.asarray([stem_features(p) for p in prompts], dtype=np.float32).reshape(
+        len(prompts), len(STEM_NAMES)
+    )
+
+
+OPTIONS_SHAPE_NAMES = (
+    "option_pair_second",
+    "option_pair_median",
+    "option_pair_std",
+    "option_close_pairs",
+    "option_odd_one_out",
+    "option_most_central",
+    "option_char_ratio_max",
+)
+
+
+def options_shape(option_vectors: npt.NDArray[np.float32], options: list[str]) -> list[float]:
+    """More of how alike the options are: the second-closest pair, the spread of the pair
+    cosines, how many pairs are near duplicates, the most and least typical option (mean
+    cosine to the others) and the closest spelling (characters) of two options."""
+    k = len(option_vectors)
+    if k < 2 or len(options) != k:
+        return [0.0] * len(OPTIONS_SHAPE_NAMES)
+    from difflib import SequenceMatcher
+
+    pair = option_vectors @ option_vectors.T
+    upper = np.sort(pair[np.triu_indices(k, 1)])[::-1]
+    to_others = (pair.sum(1) - np.diag(pair)) / (k - 1)
+    ratio = max(
+        SequenceMatcher(None, options[i], options[j], autojunk=False).ratio()
+        for i in range(k)
+        for j in range(i + 1, k)
+    )
+    return [
+        float(upper[1] if len(upper) > 1 else upper[0]),
+        float(np.median(upper)),
+        float(upper.std()),
+        float((upper > 0.8).mean()),
+        float(to_others.min()),
+        float(to_others.max()),
+        float(ratio),
+    ]

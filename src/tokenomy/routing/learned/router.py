@@ -102,7 +102,7 @@ def feature_blocks(
         texts["emb_stem"] = [p.stem for p in parts]
     if "emb_options" in needed:
         texts["emb_options"] = [" | ".join(p.options) for p in parts]
-    if "options_sim" in needed or "options_alike" in needed:
+    if needed & {"options_sim", "options_alike", "options_shape"}:
         texts["each_option"] = [o for p in parts for o in p.options]
     vectors: dict[str, npt.NDArray[np.float32]] = {}
     if texts:
@@ -135,6 +135,17 @@ def feature_blocks(
         blocks["options_alike"] = np.asarray(rows, dtype=np.float32).reshape(
             len(prompts), len(feats.OPTIONS_ALIKE_NAMES)
         )
+    if "options_shape" in needed:
+        rows, at = [], 0
+        for p in parts:
+            k = len(p.options)
+            rows.append(feats.options_shape(vectors["each_option"][at : at + k], p.options))
+            at += k
+        blocks["options_shape"] = np.asarray(rows, dtype=np.float32).reshape(
+            len(prompts), len(feats.OPTIONS_SHAPE_NAMES)
+        )
+    if "stem" in needed:
+        blocks["stem"] = feats.stem_matrix(prompts)
     if "surface" in needed:
         blocks["surface"] = feats.surface_matrix(prompts)
     if "lexical" in needed:
