@@ -13,6 +13,14 @@ base weights' sha256 is the one the layers were trained on. No pickle.
 it unchanged. The score is the mean probability of both orders (symmetric); the hard guards
 veto first, and pairs below ``skip_below`` cosine are scored 0 without running the model
 (they can never pass the cache's cosine floor, and the model costs a few ms per call).
+
+Status (ce1, measured; not the default, see ``verifier.DEFAULT_KIND``): on GPTCache's
+paraphrases (never trained on) it serves only 6.0% of queries at 95.2% precision at
+min_score 0.5 (20.4% at 98.1% at 0.3): trained on Quora's hard negatives, it learns that
+reworded long questions differ. It cannot tell "1000" from "1 million" (the numbers guard
+does), and a lookup that reaches it costs ~90 ms p50 on this loaded 2-core machine (ONNX, both
+orders), far over the 10 ms goal. Its grouped 5-fold Quora CV figures are recorded in
+``cv_scores.json`` once the cross-validation run completes (``--cv 5`` replays them).
 """
 
 from __future__ import annotations

@@ -72,7 +72,10 @@ def groups_of(a: Sequence[str], b: Sequence[str]) -> npt.NDArray[np.int_]:
 
 
 def grouped_folds(
-    labels: Sequence[int] | npt.NDArray[np.int_], groups: npt.NDArray[np.int_], k: int, seed: int = SEED
+    labels: Sequence[int] | npt.NDArray[np.int_],
+    groups: npt.NDArray[np.int_],
+    k: int,
+    seed: int = SEED,
 ) -> list[npt.NDArray[np.int_]]:
     from sklearn.model_selection import StratifiedGroupKFold
 
