@@ -58,6 +58,66 @@ free: logreg-weak_wrong-emb                        0.553 ±0.032 0.601 ±0.148 0
 free: lgbm-weak_wrong-surface+lexical              0.540 ±0.034 0.625 ±0.169 0.446 0.743 0.377
 free: lgbm-gain-surface+lexical                    0.502 ±0.032 0.660 ±0.142 0.496 0.791 0.438
 free: logreg-emb + lgbm-surface+lexical (default)  0.558 ±0.038 0.593 ±0.156 0.409 0.723 0.373
+
+Round 2 (2026-11-22, same protocol, deals 0-2; goal: s95 <= 0.50 with APGR >= 0.60):
+
+variant                                             APGR     ±   s95     ± cpt50 cpt80  math
+lgbm-gain-lean+stem                                0.607 ±0.041 0.512 ±0.157 0.349 0.661 0.573
+lgbm-gain-lean, 5 seeds bagged                     0.609 ±0.039 0.520 ±0.159 0.347 0.657 0.574
+lgbm-gain-lean, monotone in option cosines         0.604 ±0.042 0.522 ±0.154 0.350 0.672 0.581
+lgbm-gain-lean, disagreement weight 1.5            0.610 ±0.039 0.525 ±0.159 0.340 0.662 0.597
+lgbm-gain-lean + lgbm-weak_wrong (2 targets)       0.612 ±0.042 0.504 ±0.156 0.332 0.653 0.548
+lgbm-gain-lean + lgbm-strong_only                  0.610 ±0.040 0.509 ±0.155 0.338 0.664 0.535
+lgbm-lean 3 targets (gain, weak_wrong, strong_only) 0.611 ±0.041 0.506 ±0.160 0.334 0.656 0.529
+lgbm-lean 3 targets, weak_wrong weight 1           0.608 ±0.042 0.512 ±0.156 0.341 0.660 0.512
+lgbm-lean 3 targets, strong_only weight 1          0.609 ±0.041 0.514 ±0.158 0.335 0.664 0.517
+lgbm-lean 3 targets, both weights 1                0.607 ±0.041 0.515 ±0.160 0.338 0.660 0.505
+lgbm-lean+stem 3 targets                           0.609 ±0.044 0.507 ±0.160 0.341 0.662 0.526
+lgbm-gain-lean + logreg-gain(2 heads)-emb          0.601 ±0.034 0.536 ±0.164 0.352 0.681 0.549
+lgbm-gain-lean+stem + logreg-emb                   0.612 ±0.039 0.506 ±0.161 0.340 0.664 0.565
+LightGBM settings (all lgbm-gain-lean): fixed
+  shallow (4 leaves, min 100 rows/leaf, 400 rounds)0.609 ±0.040 0.517 ±0.161 0.339 0.661 0.507
+  slow (lr 0.015, 500 rounds, min 80, l2 30)       0.608 ±0.041 0.513 ±0.160 0.351 0.660 0.542
+  bigger (15 leaves, min 60, 200 rounds)           0.602 ±0.040 0.522 ±0.157 0.357 0.678 0.561
+  nested: chosen per outer fold among default /
+  shallow / slow / bigger by an inner grouped
+  4-fold CV (criterion APGR - s95)                 0.610 ±0.039 0.512 ±0.158 0.348 0.654     -
+  (the inner CV chose slow 5x, shallow 5x, default 4x, bigger 1x: no setting is better)
+Vectors from the shipped int8 export capped at 64 tokens (one-off runs, not in VARIANTS;
+"emb64" = whole-prompt embedding at 64 tokens, "lean64" = option cosines from int8@64,
+"shape" = OPTIONS_SHAPE_NAMES):
+lgbm-gain-lean64                                   0.606 ±0.035 0.518 ±0.147 0.347 0.680 0.560
+lgbm-gain-lean64+shape                             0.597 ±0.034 0.533 ±0.142 0.365 0.677 0.551
+lgbm-gain-lean64+shape+stem                        0.597 ±0.034 0.531 ±0.149 0.362 0.688 0.545
+lgbm-lean64+shape+stem 3 targets                   0.602 ±0.038 0.518 ±0.155 0.355 0.682 0.509
+lgbm-gain-lean64+shape + logreg-emb64              0.603 ±0.035 0.517 ±0.142 0.348 0.683 0.545
+lgbm-gain-lean64+shape+stem + logreg-emb64         0.603 ±0.037 0.521 ±0.152 0.344 0.682 0.538
+lgbm-gain-lean + logreg-emb64                      0.611 ±0.037 0.507 ±0.150 0.332 0.665 0.571
+lgbm-gain-lean+stem + logreg-emb64                 0.611 ±0.040 0.516 ±0.150 0.329 0.662 0.561
+lgbm-gain-lean+stem + logreg-gain(2 heads)-emb64   0.593 ±0.036 0.551 ±0.160 0.360 0.704 0.535
+lgbm-gain-lean+stem, 3 seeds + logreg-emb64        0.612 ±0.042 0.501 ±0.158 0.331 0.667 0.563
+lgbm-lean 3 targets + logreg-emb64                 0.611 ±0.040 0.514 ±0.154 0.337 0.659 0.525
+lgbm-lean+stem 3 targets + logreg-emb64            0.610 ±0.043 0.507 ±0.164 0.335 0.665 0.523
+
+Confirmation of the best on 10 fresh deals (``--first-deal 3 --repeats 10``: deals never
+used to choose; "sd" is over deals, so the mean's standard error is about sd/3):
+
+variant                                             APGR    sd   s95    sd cpt50 cpt80
+lgbm-gain-lean (default)                           0.602 0.007 0.526 0.014 0.355 0.669
+lgbm-lean 3 targets                                0.606 0.005 0.510 0.013 0.346 0.660
+lgbm-gain-lean + lgbm-weak_wrong (2 targets)       0.607 0.006 0.511 0.014 0.348 0.655
+lgbm-gain-lean + logreg-emb64                      0.608 0.006 0.516 0.012 0.342 0.671
+lgbm-gain-lean+stem, 3 seeds + logreg-emb64        0.608 0.005 0.515 0.011 0.339 0.679
+lgbm-gain-lean+stem + logreg-emb                   0.608 0.005 0.513 0.008 0.343 0.662
+lgbm-lean+stem 3 targets                           0.605 0.005 0.514 0.013 0.341 0.660
+(the two emb64 rows: option cosines from the exact export, prompt embedding int8@64)
+
+Verdict: nothing reaches s95 <= 0.50. Every variant sits within about 0.02 of the default
+(fold spread ±0.15); the best on the first three deals (0.501-0.506) regress to 0.51 on
+fresh deals. Adding targets (P(weak wrong), P(only strong right)) is the one consistent
+gain (s95 -0.016, APGR +0.004 on fresh deals, same features and decision time: model
+family ``lgbm-3targets``), but it lowers the math hold-out (0.585 -> 0.529). The default
+is unchanged.
 """
 
 from __future__ import annotations
