@@ -22,6 +22,22 @@ about twice what an idle core gives), 300 MMLU prompts, ms:
     onnx free-form                 6.9   29.9   45.0
     torch multiple choice         23.3   42.5   74.9
     torch free-form               14.5   56.5   83.0
+
+Round 2 (2026-11-22, load 4-6, 300 MMLU prompts, ms; routers trained with ``tokenomy router
+train --model-family F [--max-tokens 64]``, run back to back, default measured twice):
+
+    router (family), backend                           p50    p90    p99
+    default (lgbm), onnx-int8@128, multiple choice     6.9   11.9   19.2
+    default (lgbm), onnx-int8@128, again               5.9   10.7   16.5
+    lgbm-3targets, onnx-int8@128, multiple choice      5.9   11.1   16.7
+    lgbm+logreg, onnx-int8@64, multiple choice        10.9   16.2   24.7
+    (free-form: 3.5 ms p50 for all three)
+
+Three sets of trees cost nothing measurable; the whole-prompt embedding even at 64 tokens
+pads the options' batch to 64 tokens and takes the decision over 10 ms.
+
+    .venv/bin/python benchmarks/router_latency.py --router default --backends onnx-int8@128
+    .venv/bin/python benchmarks/router_latency.py --router DIR --backends onnx-int8@64
 """
 
 from __future__ import annotations
