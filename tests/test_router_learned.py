@@ -314,3 +314,26 @@ def test_packaged_minilm_matches_the_published_similarity(backend: str) -> None:
     )
     assert float(vectors[0] @ vectors[1]) == pytest.approx(0.9429, abs=5e-4)
     assert np.linalg.norm(vectors, axis=1) == pytest.approx([1.0, 1.0], abs=1e-5)
+
+
+def test_stem_and_option_shape_features_describe_the_question() -> None:
+    from tokenomy.routing.learned import features as F
+    from tokenomy.routing.learned.router import feature_blocks
+
+    prompt = "Which of the following is NOT a prime number?\nA. 2\nB. 3\nC. 9\nD. 11\nAnswer:"
+    values = dict(zip(F.STEM_NAMES, F.stem_features(prompt), strict=True))
+    assert values["which_of_following"] == 1.0
+    assert values["ends_with_question"] == 1.0
+    assert values["options_numeric_share"] == 1.0
+    assert F.stem_features("How are you?")[F.STEM_NAMES.index("options_numeric_share")] == 0.0
+
+    def encode(texts: list[str]) -> np.ndarray:
+        rng = np.random.default_rng(len(texts))
+        v = rng.normal(size=(len(texts), 8)).astype(np.float32)
+        return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+    blocks = feature_blocks([prompt, "Hello there"], {"stem", "options_shape"}, encode)
+    assert blocks["stem"].shape == (2, len(F.STEM_NAMES))
+    assert blocks["options_shape"].shape == (2, len(F.OPTIONS_SHAPE_NAMES))
+    assert not blocks["options_shape"][1].any()  # no options, no shape
+    assert 0.0 <= blocks["options_shape"][0, -1] <= 1.0
