@@ -330,7 +330,8 @@ def test_stem_and_option_shape_features_describe_the_question() -> None:
     def encode(texts: list[str]) -> np.ndarray:
         rng = np.random.default_rng(len(texts))
         v = rng.normal(size=(len(texts), 8)).astype(np.float32)
-        return v / np.linalg.norm(v, axis=1, keepdims=True)
+        out: np.ndarray = v / np.linalg.norm(v, axis=1, keepdims=True)
+        return out
 
     blocks = feature_blocks([prompt, "Hello there"], {"stem", "options_shape"}, encode)
     assert blocks["stem"].shape == (2, len(F.STEM_NAMES))
