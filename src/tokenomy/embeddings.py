@@ -142,26 +142,35 @@ def _export_fp32(folder: Path, out: Path) -> None:
             pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
 
+    encoder = AutoModel.from_pretrained(str(folder)).eval()
+    export_bert_onnx(Pooled(encoder), out, "embedding")
+
+
+def export_bert_onnx(module: Any, out: Path, output_name: str) -> None:
+    """A BERT-style module taking (input_ids, attention_mask, token_type_ids), exported as
+    one ONNX graph with dynamic batch and length; written atomically to ``out``."""
     import warnings
 
-    encoder = AutoModel.from_pretrained(str(folder)).eval()
+    import torch
+
+    out.parent.mkdir(parents=True, exist_ok=True)
     ids = torch.ones(2, 16, dtype=torch.long)
     axes = {0: "batch", 1: "tokens"}
     part = _atomic_target(out)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Pooled(encoder),
+            module,
             (ids, ids, torch.zeros_like(ids)),
             str(part),
             dynamo=False,
             input_names=["input_ids", "attention_mask", "token_type_ids"],
-            output_names=["embedding"],
+            output_names=[output_name],
             dynamic_axes={
                 "input_ids": axes,
                 "attention_mask": axes,
                 "token_type_ids": axes,
-                "embedding": {0: "batch"},
+                output_name: {0: "batch"},
             },
             opset_version=17,
         )

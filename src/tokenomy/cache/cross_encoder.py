@@ -201,11 +201,9 @@ class PairEncoder:
 
     def export_onnx(self, out: Path) -> None:
         """The whole pair classifier (base + overlaid layers + head) as one ONNX graph."""
-        import os
-        import tempfile
-        import warnings
-
         import torch
+
+        from tokenomy.embeddings import export_bert_onnx
 
         encoder = self
 
@@ -213,30 +211,8 @@ class PairEncoder:
             def forward(self, ids: Any, mask: Any, types: Any) -> Any:
                 return encoder.top(encoder.bottom(ids, mask, types), mask)
 
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=out.parent, suffix=".part.onnx")
-        os.close(fd)
-        ids = torch.ones(2, 16, dtype=torch.long)
-        axes = {0: "batch", 1: "tokens"}
         self.train_mode(False)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                Logits(),
-                (ids, ids, torch.zeros_like(ids)),
-                name,
-                dynamo=False,
-                input_names=["input_ids", "attention_mask", "token_type_ids"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "input_ids": axes,
-                    "attention_mask": axes,
-                    "token_type_ids": axes,
-                    "logits": {0: "batch"},
-                },
-                opset_version=17,
-            )
-        os.replace(name, out)
+        export_bert_onnx(Logits(), out, "logits")
 
     def save(self, folder: Path, *, version: str, provenance: dict[str, Any]) -> None:
         import torch
