@@ -227,3 +227,23 @@ def test_a_streamed_answer_is_cached_for_plain_and_streamed_repeats(cached: Gate
     assert answer["usage"]["completion_tokens"] == 8
     again = client.chat.completions.create(**body, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in again if c.choices) == streamed
+
+
+def test_an_answer_shaped_by_a_budget_is_not_cached_for_the_plain_request(cached: Gateway) -> None:
+    key = cached.create_key(team="budgeted-cache")
+    put = cached.admin(
+        "PUT",
+        "/admin/budgets/budgeted-cache",
+        json={"scope": {"team": "budgeted-cache"}, "period": "month", "limit_usd": "10"},
+    )
+    assert put.status_code == 200, put.text
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "No output limit given"}],
+        "temperature": 0,
+    }
+    for _ in range(2):  # the budget injects an output limit: this answer is not the key's
+        response = cached.chat(key, body)
+        assert response.status_code == 200, response.text
+        assert "x-tokenomy-max-tokens-injected" in response.headers
+        assert response.headers["x-tokenomy-cache"] == "miss"

@@ -178,6 +178,10 @@ class ResponseCache:
         pending = call.cache_write
         if pending is None or len(body) > self.config.max_entry_bytes:
             return
+        if call.model.name != pending.scope[1] or call.rewritten:
+            # A fallback or budget downgrade served another model, or a budget injected an
+            # output limit: this answer is not the one the key's request would get.
+            return
         blob = CachedAnswer(body, usage).encode()
         now_ms = time.time_ns() // 1_000_000
         try:
