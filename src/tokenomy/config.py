@@ -195,12 +195,19 @@ class RouteConfig(_Frozen):
             raise ValueError("budget_curve: fractions must increase")
         return self
 
+    def variants(self) -> list[RouteConfig]:
+        """This route and every priority and override variant in it, nested ones included."""
+        found: list[RouteConfig] = [self]
+        for variant in [*self.by_priority.values(), *(o.route for o in self.overrides)]:
+            found += variant.variants()
+        return found
+
     def model_names(self) -> list[str]:
         """Every model this route (with its variants) may name."""
-        names = [n for n in (self.model, self.weak, self.strong, self.baseline) if n]
-        names += self.models or []
-        for variant in [*self.by_priority.values(), *(o.route for o in self.overrides)]:
-            names += variant.model_names()
+        names: list[str] = []
+        for variant in self.variants():
+            names += [n for n in (variant.model, variant.weak, variant.strong) if n]
+            names += [n for n in (variant.baseline, *(variant.models or ())) if n]
         return names
 
 
@@ -320,7 +327,7 @@ class Settings(_Frozen):
         for name, route in self.routes.items():
             if name in seen:
                 raise ValueError(f"route {name!r} has the name of a model")
-            for variant in _variants(route):
+            for variant in route.variants():
                 if variant.strategy == "fixed" and variant.model not in seen:
                     raise ValueError(f"route {name!r}: fixed needs model: one of the models")
             for candidate in route.model_names():
@@ -354,13 +361,6 @@ class Settings(_Frozen):
             if model.name == name:
                 return model
         return None
-
-
-def _variants(route: RouteConfig) -> list[RouteConfig]:
-    found = [route]
-    for variant in [*route.by_priority.values(), *(o.route for o in route.overrides)]:
-        found += _variants(variant)
-    return found
 
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -281,8 +281,9 @@ async def fail(
     await send_error(send, error, call.headers("0"))
 
 
-async def answer_plain(gateway: Gateway, call: Call) -> upstream_call.Answer:
-    """The upstream's whole answer, after retries and fallbacks (raises when none served)."""
+async def answer_or_fail(gateway: Gateway, call: Call, send: Send) -> upstream_call.Answer | None:
+    """The upstream's whole answer after retries and fallbacks, or None once the client
+    has been sent the failure."""
 
     async def attempt() -> upstream_call.Answer:
         answer = await upstream_call.complete(gateway, call)
@@ -291,13 +292,8 @@ async def answer_plain(gateway: Gateway, call: Call) -> upstream_call.Answer:
             raise failure  # nothing was billed: retry, or let a fallback model serve
         return answer
 
-    return await serve_with_fallbacks(gateway, call, attempt)
-
-
-async def answer_or_fail(gateway: Gateway, call: Call, send: Send) -> upstream_call.Answer | None:
-    """The upstream's answer, or None once the client has been sent the failure."""
     try:
-        answer = await answer_plain(gateway, call)
+        answer = await serve_with_fallbacks(gateway, call, attempt)
     except TokenomyError as exc:
         await fail(gateway, call, send, exc)
         return None

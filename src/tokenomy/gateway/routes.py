@@ -27,17 +27,12 @@ from tokenomy.routing.learned_route import LearnedRoute
 def load_learned_routes(settings: Settings) -> dict[int, LearnedRoute]:
     """Every learned route variant's router, loaded at start (a bad router path is a
     config error now, not on the first request). Keyed by the variant's identity."""
-    found: dict[int, LearnedRoute] = {}
-
-    def visit(route: RouteConfig) -> None:
-        if route.strategy == "learned" and id(route) not in found:
-            found[id(route)] = LearnedRoute(route)
-        for variant in [*route.by_priority.values(), *(o.route for o in route.overrides)]:
-            visit(variant)
-
-    for route in settings.routes.values():
-        visit(route)
-    return found
+    return {
+        id(variant): LearnedRoute(variant)
+        for route in settings.routes.values()
+        for variant in route.variants()
+        if variant.strategy == "learned"
+    }
 
 
 async def choose(
