@@ -16,6 +16,11 @@ from tokenomy.gateway.asgi import EVENT_STREAM, Headers, Send
 DONE = b"data: [DONE]\n\n"
 
 
+def cost_comment(cost: str) -> bytes:
+    """The final cost as an SSE comment (SDKs ignore it), sent just before ``[DONE]``."""
+    return b": x-tokenomy-cost-usd=" + cost.encode() + b"\n\n"
+
+
 async def send_as_stream(
     send: Send, answer: dict[str, Any], include_usage: bool, cost: str, headers: Headers
 ) -> None:
@@ -24,7 +29,7 @@ async def send_as_stream(
     start = [EVENT_STREAM, (b"cache-control", b"no-cache"), *headers]
     await send({"type": "http.response.start", "status": 200, "headers": start})
     frames = completion_chunks(answer, include_usage)
-    body = b"".join([*frames, f": x-tokenomy-cost-usd={cost}\n\n".encode(), DONE])
+    body = b"".join([*frames, cost_comment(cost), DONE])
     await send({"type": "http.response.body", "body": body})
 
 

@@ -24,13 +24,12 @@ from tokenomy.gateway.asgi import EVENT_STREAM, Receive, Send
 from tokenomy.gateway.call import Call
 from tokenomy.gateway.fallback import serve_with_fallbacks
 from tokenomy.gateway.proxy import fail, record
+from tokenomy.gateway.replay import DONE, cost_comment
 from tokenomy.gateway.state import Gateway
 from tokenomy.gateway.upstream_call import client_wants_usage, rejection, upstream_request
 from tokenomy.upstream.client import UpstreamClient, read_body
 from tokenomy.upstream.sse import SSEParser
 from tokenomy.usage import Usage
-
-DONE = b"data: [DONE]\n\n"
 
 
 async def _wait_for_disconnect(receive: Receive) -> None:
@@ -238,7 +237,7 @@ async def _finish(
         return
     if not recorded:
         failure = UpstreamError("the gateway could not record this request's usage")
-    tail = b": x-tokenomy-cost-usd=" + cost.encode() + b"\n\n"
+    tail = cost_comment(cost)
     if failure is not None:
         tail += b"data: " + failure.json() + b"\n\n"
     elif relay.translator is not None or not call.endpoint.terminal_events:
