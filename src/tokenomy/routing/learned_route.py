@@ -101,7 +101,7 @@ class LearnedRoute:
         self.calibration = RollingQuantile(
             config.calibration_window, [float(s) for s in self.router.reference_scores]
         )
-        self.router.score("warm up")  # load the embedder now, not on the first request
+        self.router.warm()  # load the embedder now, not on the first request
 
     def share(self, pressure: float) -> float:
         return self.base_share * curve_multiplier(self.config.budget_curve, pressure)

@@ -121,7 +121,7 @@ class _Totals:
             requests.add_metric(labels, count)
         saved = CounterMetricFamily(
             "tokenomy_saved_usd",
-            "Routing savings in USD: the baseline model's cost for the same usage minus the cost.",
+            "Savings in USD (routing, cache): the baseline cost of the same usage minus the cost.",
             labels=("team", "model", "strategy"),
         )
         for labels, pico in list(self.saved.items()):
