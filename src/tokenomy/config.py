@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tokenomy.errors import ConfigError
 from tokenomy.money import parse_usd
@@ -77,6 +85,18 @@ class UpstreamConfig(_Frozen):
     retries: int = Field(default=1, ge=0, le=10)
     retry_backoff_s: float = Field(default=0.1, ge=0)
     retry_max_wait_s: float = Field(default=2.0, ge=0)
+    # When the batch worker pool may send this upstream work (e.g. a self-hosted cluster
+    # at night): "HH:MM-HH:MM" windows in the gateway's time zone; empty: any time.
+    batch_windows: list[str] = Field(default_factory=list)
+
+    @field_validator("batch_windows")
+    @classmethod
+    def _check_windows(cls, windows: list[str]) -> list[str]:
+        from tokenomy.batch.windows import parse_window
+
+        for window in windows:
+            parse_window(window)
+        return windows
 
     @property
     def resolved_kind(self) -> Literal["openai", "anthropic"]:
@@ -262,6 +282,22 @@ class CacheConfig(_Frozen):
         return self
 
 
+class BatchConfig(_Frozen):
+    """The Batch API's worker pool and the deferral of deferrable requests to it."""
+
+    enabled: bool = True
+    workers: int = Field(default=8, ge=1, le=1024)  # lines in flight at once, all batches
+    # A claimed line not finished by then is claimed again (its replica died mid-line).
+    lease_s: float = Field(default=300.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1)  # upstream failures before a line fails
+    retry_s: float = Field(default=2.0, gt=0)  # wait before a paused batch tries again
+    max_file_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    max_lines: int = Field(default=50_000, ge=1)
+    # Deferrable requests (x-tokenomy-priority: deferrable) become queued jobs answered
+    # 202: when a budget's defer threshold is active, always, or never (refused with 429).
+    defer: Literal["when-deferred", "always", "never"] = "when-deferred"
+
+
 class LedgerConfig(_Frozen):
     store_content: bool = False  # privacy by default: prompts/completions are not stored
     # Group commit: events that arrive together share one transaction.
@@ -301,6 +337,7 @@ class Settings(_Frozen):
     telemetry: TelemetryConfig = TelemetryConfig()
     routes: dict[str, RouteConfig] = Field(default_factory=dict)
     cache: CacheConfig = CacheConfig()
+    batch: BatchConfig = BatchConfig()
     # Budgets applied (created or replaced) at start; the admin API and CLI manage more.
     budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
 

@@ -222,6 +222,76 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE keys ADD COLUMN cache_opt_out INTEGER NOT NULL DEFAULT 0
         """,
     ),
+    (
+        # Batch API and deferred jobs: uploaded files, batches (a deferred request is a
+        # batch of one line, kind 'job') and their lines, each line's state and answer.
+        "0008_batch",
+        """
+        CREATE TABLE batch_files (
+            id TEXT PRIMARY KEY,
+            tenant TEXT NOT NULL,
+            team TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            purpose TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            bytes INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            content BLOB NOT NULL
+        );
+        CREATE INDEX batch_files_owner ON batch_files (tenant, team, created_at);
+        CREATE TABLE batches (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            tenant TEXT NOT NULL,
+            team TEXT NOT NULL,
+            key_id TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            model TEXT NOT NULL,
+            input_file_id TEXT,
+            completion_window TEXT NOT NULL,
+            status TEXT NOT NULL,
+            priority INTEGER NOT NULL,
+            workflow TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            metadata TEXT,
+            callback_url TEXT,
+            created_at INTEGER NOT NULL,
+            in_progress_at INTEGER,
+            finalizing_at INTEGER,
+            completed_at INTEGER,
+            failed_at INTEGER,
+            expired_at INTEGER,
+            cancelling_at INTEGER,
+            cancelled_at INTEGER,
+            expires_at INTEGER NOT NULL,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            errors TEXT,
+            total INTEGER NOT NULL,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            paused_reason TEXT,
+            cost_pico INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX batches_owner ON batches (tenant, team, created_at);
+        CREATE INDEX batches_status ON batches (status);
+        CREATE TABLE batch_lines (
+            batch_id TEXT NOT NULL,
+            line INTEGER NOT NULL,
+            custom_id TEXT NOT NULL,
+            body BLOB NOT NULL,
+            tokens INTEGER NOT NULL,
+            state TEXT NOT NULL,
+            lease_until INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            status_code INTEGER,
+            response BLOB,
+            finished_at INTEGER,
+            PRIMARY KEY (batch_id, line)
+        );
+        CREATE INDEX batch_lines_state ON batch_lines (state, batch_id)
+        """,
+    ),
 ]
 
 

@@ -190,6 +190,10 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
             error_body(str(exc.detail), type_, None, code), status_code=exc.status_code
         )
 
+    from tokenomy.batch.api import router as batch_router
+
+    app.include_router(batch_router)
+
     @app.get("/healthz", tags=["health"])
     def healthz(request: Request) -> dict[str, Any]:
         gw = _gateway(request)

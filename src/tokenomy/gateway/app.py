@@ -21,6 +21,7 @@ from tokenomy.gateway.state import Gateway
 from tokenomy.telemetry.metrics import serve_metrics
 
 log = logging.getLogger("tokenomy.gateway")
+BATCH_PATHS = ("/v1/files", "/v1/batches", "/v1/jobs/")
 
 
 class TokenomyApp:
@@ -45,6 +46,8 @@ class TokenomyApp:
             if path == "/metrics" and scope["method"] == "GET":
                 assert self.gateway is not None, "lifespan did not run"
                 return await serve_metrics(self.gateway, scope, send)
+            if path.startswith(BATCH_PATHS):  # the Batch API: multipart uploads, JSON
+                return await self.admin(scope, receive, send)
             if path.startswith("/v1/") and endpoint is None:
                 error = NotFound(
                     f"no route {scope['method']} {path} on this gateway", code="unknown_route"

@@ -53,6 +53,7 @@ class Call:
     rate_tokens: int = 0  # tokens the rate limiter counted at admission
     extra_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     traceparent: str | None = None
+    batch: bool = False  # run by the batch worker pool: charged at the model's batch price
 
     def reroute(self, model: Model, reason: str, strategy: str) -> None:
         """Serve from another model than the one chosen so far; savings stay measured
@@ -88,7 +89,7 @@ class Call:
         stream: bool = False,
     ) -> tuple[UsageEvent, str]:
         """The ledger event and the cost as the wire shows it."""
-        cost_pico = self.model.price.cost_pico(usage)
+        cost_pico = self.model.price.cost_pico(usage, batch=self.batch)
         p = self.principal
         event = UsageEvent(
             id=self.request_id,
@@ -119,9 +120,14 @@ class Call:
             strategy=self.strategy,
         )
         baseline = self.baseline
+        if self.batch:
+            # Savings against the same request in real time (and any route's baseline).
+            baseline = baseline or self.model
+            if self.strategy == "requested":
+                event.strategy = "batch"
         if baseline is not None:
             event.baseline_model = baseline.name
-            if baseline is not self.model:
+            if baseline is not self.model or self.batch:
                 event.saved_pico = baseline.price.cost_pico(usage) - cost_pico
         limit = output_limit(self.payload)
         if limit is not None:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from tokenomy.budgets.bounds import byte_bound, output_limit
+from tokenomy.budgets.enforcer import BudgetDeferred
 from tokenomy.budgets.enforcer import Request as BudgetRequest
 from tokenomy.errors import (
     AuthenticationFailed,
@@ -43,6 +44,7 @@ from tokenomy.gateway.routes import choose
 from tokenomy.gateway.state import Gateway
 from tokenomy.ledger import UsageEvent
 from tokenomy.policy import PRIORITIES, Priority
+from tokenomy.pricing import Model
 from tokenomy.principals import Principal
 from tokenomy.principals.principal import parse_tags
 from tokenomy.routing.aliases import RouteChoice
@@ -61,11 +63,12 @@ class Caller:
     priority: Priority
     traceparent: str | None = None  # W3C trace context, so our spans join the caller's trace
     cache: Directive = "default"  # x-tokenomy-cache
+    callback_url: str | None = None  # x-tokenomy-callback-url: told when a deferred job ends
 
 
 def authenticate(gateway: Gateway, scope: Scope) -> Caller:
     """The key's principal, plus the workflow, tags and priority the request adds by header."""
-    authorization = workflow = tags = api_key = priority = traceparent = cache = None
+    authorization = workflow = tags = api_key = priority = traceparent = cache = callback = None
     for name, value in scope["headers"]:
         if name == b"authorization":
             authorization = value
@@ -81,6 +84,8 @@ def authenticate(gateway: Gateway, scope: Scope) -> Caller:
             traceparent = value
         elif name == b"x-tokenomy-cache":
             cache = value
+        elif name == b"x-tokenomy-callback-url":
+            callback = value
     key: str | None = None
     if authorization is not None:
         scheme, _, token = authorization.decode("latin-1").partition(" ")
@@ -107,7 +112,20 @@ def authenticate(gateway: Gateway, scope: Scope) -> Caller:
         _priority(priority),
         traceparent.decode("latin-1")[:128] if traceparent else None,
         parse_directive(cache),
+        _callback_url(callback),
     )
+
+
+def _callback_url(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    url = raw.decode("latin-1").strip()
+    if not url.startswith(("http://", "https://")) or len(url) > 2048:
+        raise InvalidRequest(
+            "x-tokenomy-callback-url must be an http(s) URL of at most 2048 characters",
+            param="x-tokenomy-callback-url",
+        )
+    return url
 
 
 def _priority(raw: bytes | None) -> Priority:
@@ -147,25 +165,7 @@ async def handle(
         payload = parse_json_object(raw)
         endpoint.validate(payload)
         budget_request = budget_request_for(caller, endpoint, payload)
-        model = gateway.catalog.get(payload["model"])
-        choice: RouteChoice | None = None
-        route = gateway.settings.routes.get(payload["model"])
-        if model is None and route is not None and caller.principal.may_use(payload["model"]):
-            choice = await choose(
-                gateway, payload["model"], route, budget_request, endpoint.model_kind
-            )
-            model = choice.model
-        if model is None or not caller.principal.may_use(model.name):
-            raise NotFound(
-                f"The model '{payload['model']}' does not exist or this key may not use it.",
-                param="model",
-                code="model_not_found",
-            )
-        if model.kind != endpoint.model_kind:
-            raise InvalidRequest(
-                f"model {model.name!r} is a {model.kind} model; it cannot serve {endpoint.name}",
-                param="model",
-            )
+        model, choice = await resolve_model(gateway, caller.principal, endpoint, budget_request)
     except ClientDisconnected:
         return
     except TokenomyError as exc:
@@ -187,19 +187,20 @@ async def handle(
         budget_request=budget_request,
     )
     if choice is not None:
-        call.route_reason, call.strategy, call.baseline = (
-            choice.reason,
-            choice.strategy,
-            choice.baseline,
-        )
-        call.escalation, call.cascade_check = choice.escalation, choice.check
-        call.extra_headers.extend(choice.headers)
+        apply_choice(call, choice)
     if gateway.cache is not None:
         hit = await gateway.cache.lookup(call, caller.cache)
         if hit is not None:
             return await answer_from_cache(gateway, call, hit, send)
     try:
+        if caller.priority == "deferrable" and gateway.batch.defers_always:
+            return await gateway.batch.queue_job(call, caller, send, reason="deferrable")
         await admit(gateway, call)
+    except BudgetDeferred as exc:
+        if gateway.batch.defers:
+            return await gateway.batch.queue_job(call, caller, send, reason=exc.message)
+        await send_error(send, exc, [*id_header, *call.extra_headers])
+        return
     except TokenomyError as exc:
         await send_error(send, exc, [*id_header, *call.extra_headers])
         return
@@ -218,6 +219,41 @@ async def handle(
         # Whatever happened, no hold outlives its request.
         if call.admission is not None and not call.admission.settled:
             await gateway.enforcer.release(call.admission)
+
+
+async def resolve_model(
+    gateway: Gateway, principal: Principal, endpoint: Endpoint, request: BudgetRequest
+) -> tuple[Model, RouteChoice | None]:
+    """The catalog model a request names, or the one its route alias chooses now."""
+    payload = request.payload
+    model = gateway.catalog.get(payload["model"])
+    choice: RouteChoice | None = None
+    route = gateway.settings.routes.get(payload["model"])
+    if model is None and route is not None and principal.may_use(payload["model"]):
+        choice = await choose(gateway, payload["model"], route, request, endpoint.model_kind)
+        model = choice.model
+    if model is None or not principal.may_use(model.name):
+        raise NotFound(
+            f"The model '{payload['model']}' does not exist or this key may not use it.",
+            param="model",
+            code="model_not_found",
+        )
+    if model.kind != endpoint.model_kind:
+        raise InvalidRequest(
+            f"model {model.name!r} is a {model.kind} model; it cannot serve {endpoint.name}",
+            param="model",
+        )
+    return model, choice
+
+
+def apply_choice(call: Call, choice: RouteChoice) -> None:
+    call.route_reason, call.strategy, call.baseline = (
+        choice.reason,
+        choice.strategy,
+        choice.baseline,
+    )
+    call.escalation, call.cascade_check = choice.escalation, choice.check
+    call.extra_headers.extend(choice.headers)
 
 
 def budget_request_for(
@@ -281,9 +317,9 @@ async def fail(
     await send_error(send, error, call.headers("0"))
 
 
-async def answer_or_fail(gateway: Gateway, call: Call, send: Send) -> upstream_call.Answer | None:
-    """The upstream's whole answer after retries and fallbacks, or None once the client
-    has been sent the failure."""
+async def upstream_answer(gateway: Gateway, call: Call) -> upstream_call.Answer:
+    """The upstream's whole answer after retries and fallbacks (``failure`` set when none
+    could give one)."""
 
     async def attempt() -> upstream_call.Answer:
         answer = await upstream_call.complete(gateway, call)
@@ -293,10 +329,14 @@ async def answer_or_fail(gateway: Gateway, call: Call, send: Send) -> upstream_c
         return answer
 
     try:
-        answer = await serve_with_fallbacks(gateway, call, attempt)
+        return await serve_with_fallbacks(gateway, call, attempt)
     except TokenomyError as exc:
-        await fail(gateway, call, send, exc)
-        return None
+        return upstream_call.Answer(b"", Usage(), failure=exc)
+
+
+async def answer_or_fail(gateway: Gateway, call: Call, send: Send) -> upstream_call.Answer | None:
+    """The upstream's whole answer, or None once the client has been sent the failure."""
+    answer = await upstream_answer(gateway, call)
     if answer.failure is not None:
         await fail(gateway, call, send, answer.failure, answer.usage, answer.estimated)
         return None

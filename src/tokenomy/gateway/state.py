@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
 
 from tokenomy import database
+from tokenomy.batch.service import BatchService
 from tokenomy.budgets.alerts import AlertSender
 from tokenomy.budgets.book import BudgetBook
 from tokenomy.budgets.enforcer import BudgetEnforcer
@@ -43,6 +44,7 @@ class Gateway:
     enforcer: BudgetEnforcer
     alerts: AlertSender
     rate_limiter: RateLimiter
+    batch: BatchService  # the Batch API's store and worker pool; deferred jobs
     upstreams: dict[str, UpstreamClient] = field(default_factory=dict)
     # Called with every ledger event once it is committed (metrics, live dashboard feeds).
     # They run on the event loop in the request path: keep them to a few microseconds.
@@ -92,6 +94,7 @@ class Gateway:
             },
             learned_routes=load_learned_routes(settings),
             cache=ResponseCache(settings) if settings.cache.enabled else None,
+            batch=BatchService(settings, database.connect(settings.database)),
         )
 
     async def start(self) -> None:
@@ -105,6 +108,7 @@ class Gateway:
         if self.cache is not None:
             await self.cache.start()
         self._tasks.append(asyncio.create_task(self._follow_budget_changes()))
+        self.batch.start(self)
         every_s = self.settings.watch.every_s
         if every_s > 0:
             self.watch = SpendWatch(
@@ -126,6 +130,7 @@ class Gateway:
                 log.warning("could not refresh budgets: %s", exc)
 
     async def stop(self) -> None:
+        await self.batch.stop()
         for task in self._tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

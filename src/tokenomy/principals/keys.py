@@ -88,6 +88,14 @@ class KeyStore:
         self._cache[digest] = (principal, now)
         return principal
 
+    def principal(self, key_id: str) -> Principal | None:
+        """The principal of a live key by its id (work queued under a key runs as it)."""
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_COLUMNS} FROM keys WHERE id = ? AND revoked_at IS NULL", (key_id,)
+            ).fetchone()
+        return _principal(row) if row else None
+
     def get(self, key_id: str) -> dict[str, Any]:
         with self._lock:
             row = self._conn.execute(

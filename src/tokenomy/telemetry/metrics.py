@@ -24,6 +24,7 @@ holds ``..._reserved_usd``) are read from the budget enforcer at scrape time.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -230,6 +231,37 @@ class BudgetGauges:
         yield from (fraction, spent, limit, reserved, reserved_tokens)
 
 
+class QueueGauges:
+    """The batch queue per pool (upstream) and model: what an autoscaler scales on."""
+
+    def __init__(self) -> None:
+        self._rows: list[tuple[str, str, int, int, int]] = []
+
+    def refresh(self, rows: list[tuple[str, str, int, int, int]]) -> None:
+        self._rows = rows
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ("pool", "model")
+        depth = GaugeMetricFamily(
+            "tokenomy_batch_queue_lines", "Batch lines and jobs waiting or running.", labels=labels
+        )
+        tokens = GaugeMetricFamily(
+            "tokenomy_batch_queue_tokens",
+            "Input tokens (estimated) of waiting lines.",
+            labels=labels,
+        )
+        age = GaugeMetricFamily(
+            "tokenomy_batch_oldest_age_seconds",
+            "Age of the oldest batch or job with lines waiting.",
+            labels=labels,
+        )
+        for pool, model, lines, waiting_tokens, oldest_s in self._rows:
+            depth.add_metric((pool, model), lines)
+            tokens.add_metric((pool, model), waiting_tokens)
+            age.add_metric((pool, model), oldest_s)
+        yield from (depth, tokens, age)
+
+
 class GatewayMetrics:
     """The gateway's registry, its ledger observer and its budget gauges."""
 
@@ -238,6 +270,8 @@ class GatewayMetrics:
         self.observer = MetricsObserver(self.registry, providers)
         self.budgets = BudgetGauges()
         self.registry.register(self.budgets)
+        self.queue = QueueGauges()
+        self.registry.register(self.queue)
 
     async def render(
         self, enforcer: BudgetEnforcer, book: BudgetBook, accept: str = ""
@@ -257,11 +291,20 @@ async def serve_metrics(gateway: Gateway, scope: Scope, send: Send) -> None:
         content_type = "application/json"
     else:
         accept = headers.get(b"accept", b"").decode("latin-1")
+        gateway.metrics.queue.refresh(await asyncio.to_thread(_queue_rows, gateway))
         body, content_type = await gateway.metrics.render(gateway.enforcer, gateway.budgets, accept)
         status = 200
     start = {"type": "http.response.start", "status": status}
     await send({**start, "headers": [(b"content-type", content_type.encode())]})
     await send({"type": "http.response.body", "body": body})
+
+
+def _queue_rows(gateway: Gateway) -> list[tuple[str, str, int, int, int]]:
+    rows = []
+    for model, lines, tokens, oldest_s in gateway.batch.store.queue_stats():
+        known = gateway.catalog.get(model)
+        rows.append((known.upstream if known else "route", model, lines, tokens, oldest_s))
+    return rows
 
 
 def _refusal(gateway: Gateway, authorization: bytes) -> TokenomyError | None:

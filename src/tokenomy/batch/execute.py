@@ -1,0 +1,125 @@
+"""One batch line (or deferred job) through the gateway's own request path.
+
+The line runs as the key that queued it: the same model resolution and routes, budgets
+(reserving the line's worst case before it runs), rate limits, retries, fallbacks and
+ledger as a real-time request, but charged at the model's batch price. What cannot run
+*now* (no budget room, the key's rate limit) pauses the batch instead of failing the line.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from tokenomy.budgets.enforcer import Request as BudgetRequest
+from tokenomy.errors import BudgetExceeded, RateLimited, TokenomyError, UpstreamError
+from tokenomy.gateway.endpoints import ROUTES
+
+if TYPE_CHECKING:
+    from tokenomy.batch.store import ActiveBatch
+    from tokenomy.gateway.state import Gateway
+    from tokenomy.principals import Principal
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    # done/failed: the line has its answer; pause: try the batch again after wait_s;
+    # retry: a transient upstream failure (the line counts an attempt)
+    kind: Literal["done", "failed", "pause", "retry"]
+    status_code: int = 0
+    body: bytes = b""
+    cost_pico: int = 0
+    reason: str = ""
+    wait_s: float = 0.0
+
+
+def failed(error: TokenomyError) -> Outcome:
+    return Outcome("failed", error.status, error.json(), reason=error.message)
+
+
+async def run_line(
+    gateway: Gateway,
+    batch: ActiveBatch,
+    principal: Principal,
+    request_id: str,
+    raw: bytes,
+    *,
+    last_attempt: bool,
+    retry_s: float,
+) -> Outcome:
+    from tokenomy.gateway.call import Call
+    from tokenomy.gateway.fallback import retriable
+    from tokenomy.gateway.proxy import (
+        admit,
+        apply_choice,
+        parse_json_object,
+        record,
+        record_failure,
+        resolve_model,
+        upstream_answer,
+    )
+
+    endpoint = ROUTES[batch.endpoint]
+    started, ts_ms = time.perf_counter(), time.time_ns() // 1_000_000
+    try:
+        payload = parse_json_object(raw)
+        endpoint.validate(payload)
+        streamed = payload.pop("stream", None) is not None  # a job answers as a whole
+        payload.pop("stream_options", None)
+        budget_request = BudgetRequest(
+            principal=principal,
+            tags={**principal.tags, **batch.tags},
+            priority="realtime",  # already deferred: a defer threshold must not hold it again
+            payload=payload,
+            output_field=endpoint.output_limit_field,
+            produces_output=endpoint.model_kind == "chat",
+        )
+        model, choice = await resolve_model(gateway, principal, endpoint, budget_request)
+    except TokenomyError as exc:
+        return failed(exc)
+    call = Call(
+        request_id=request_id,
+        started=started,
+        ts_ms=ts_ms,
+        principal=principal,
+        endpoint=endpoint,
+        model=model,
+        payload=payload,
+        raw_body=raw,
+        workflow=batch.workflow,
+        tags=batch.tags,
+        store_content=gateway.settings.ledger.store_content,
+        budget_request=budget_request,
+        rewritten=streamed,
+        batch=True,
+    )
+    if choice is not None:
+        apply_choice(call, choice)
+        call.escalation = ()  # a cascade's checks need a client; its first model answers
+    try:
+        try:
+            await admit(gateway, call)
+        except RateLimited as exc:
+            wait = float(exc.headers.get("retry-after", retry_s))
+            return Outcome("pause", reason=exc.message, wait_s=wait)
+        except BudgetExceeded as exc:
+            return Outcome("pause", reason=exc.message, wait_s=retry_s)
+        except TokenomyError as exc:
+            return failed(exc)
+        answer = await upstream_answer(gateway, call)
+        failure = answer.failure
+        if failure is not None:
+            if isinstance(failure, UpstreamError) and retriable(failure) and not last_attempt:
+                return Outcome("retry", reason=failure.message, wait_s=retry_s)
+            await record_failure(gateway, call, failure, answer.usage, answer.estimated)
+            return failed(failure)
+        event, _ = call.event(answer.usage, status=200, estimated=answer.estimated)
+        try:
+            await record(gateway, call, event)
+        except Exception as exc:  # the ledger cannot record it now: run the line again later
+            return Outcome("retry", reason=f"ledger unavailable: {exc}", wait_s=retry_s)
+        return Outcome("done", 200, answer.body, event.cost_pico)
+    finally:
+        if call.admission is not None and not call.admission.settled:
+            await gateway.enforcer.release(call.admission)

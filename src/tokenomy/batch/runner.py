@@ -1,0 +1,192 @@
+"""The worker pool: runs queued lines, fairly between teams, within upstream windows.
+
+Each round looks at the batches that can make progress and claims their lines one at a
+time into ``workers`` slots: highest priority first (deferred jobs before batches), then the
+team that has had the fewest lines run, then the oldest batch. A batch whose line met no
+budget room or a rate limit is paused for a while (its lines go back to the queue) and
+tried again, so raising the budget or a new period resumes it. A line whose replica died
+is claimed again when its lease runs out; live leases are renewed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tokenomy.batch.execute import Outcome, run_line
+from tokenomy.batch.store import ActiveBatch, BatchStore, Line
+from tokenomy.batch.windows import open_now
+from tokenomy.errors import AuthenticationFailed
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from tokenomy.config import BatchConfig
+    from tokenomy.gateway.state import Gateway
+
+log = logging.getLogger("tokenomy.batch")
+POLL_S = 0.5  # how often to look for work queued by another replica
+CLAIMS_PER_ROUND = 64  # then look again (new jobs, pauses, cancellations)
+JOB_PRIORITY = 10
+
+
+def line_request_id(batch: ActiveBatch, line: Line) -> str:
+    """The line's ledger event id: the same on every run of the line (charged once)."""
+    return batch.id if batch.kind == "job" else f"{batch.id}-{line.line}"
+
+
+class BatchRunner:
+    def __init__(
+        self, gateway: Gateway, store: BatchStore, config: BatchConfig, zone: ZoneInfo
+    ) -> None:
+        self._gateway = gateway
+        self._store = store
+        self._config = config
+        self._zone = zone
+        self._slots = asyncio.Semaphore(config.workers)
+        self._wake = asyncio.Event()
+        self._paused_until: dict[str, float] = {}
+        self._served: Counter[tuple[str, str]] = Counter()
+        self._running: dict[tuple[str, int], Line] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        # Called with each batch that reached a final status (job webhooks).
+        self.on_final: list[Callable[[ActiveBatch, dict[str, Any]], None]] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        renew = asyncio.create_task(self._renew_leases())
+        try:
+            while True:
+                try:
+                    progressed = await self._round()
+                except Exception:
+                    log.exception("batch round failed")
+                    progressed = False
+                if not progressed:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), POLL_S)
+        finally:
+            renew.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(renew, *self._tasks, return_exceptions=True)
+
+    async def _round(self) -> bool:
+        batches = await asyncio.to_thread(self._store.active)
+        candidates = [b for b in batches if await self._runnable(b)]
+        claimed = 0
+        while candidates and claimed < CLAIMS_PER_ROUND:
+            await self._slots.acquire()
+            now = time.monotonic()
+            candidates = [b for b in candidates if self._paused_until.get(b.id, 0) <= now]
+            if not candidates:
+                self._slots.release()
+                break
+            batch = min(
+                candidates,
+                key=lambda b: (-b.priority, self._served[(b.tenant, b.team)], b.created_at),
+            )
+            line = await asyncio.to_thread(self._store.claim, batch.id, self._config.lease_s)
+            if line is None:
+                self._slots.release()
+                candidates.remove(batch)
+                await self._finish_if_done(batch, "completed")
+                continue
+            self._served[(batch.tenant, batch.team)] += 1
+            self._running[(batch.id, line.line)] = line
+            task = asyncio.create_task(self._run(batch, line))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            claimed += 1
+        if not any(self._running) and not candidates:
+            self._served.clear()  # idle: fair share starts afresh
+        return claimed > 0
+
+    async def _runnable(self, batch: ActiveBatch) -> bool:
+        """Whether the batch's lines may be claimed now; finishes cancelled and expired ones."""
+        if batch.status == "cancelling":
+            await self._finish_if_done(batch, "cancelled")
+            return False
+        if time.time() >= batch.expires_at:
+            await self._finish_if_done(batch, "expired")
+            return False
+        if self._paused_until.get(batch.id, 0) > time.monotonic():
+            return False
+        model = self._gateway.catalog.get(batch.model)
+        if model is not None:
+            windows = self._gateway.settings.upstreams[model.upstream].batch_windows
+            if not open_now(windows, self._zone):
+                return False
+        return True
+
+    async def _finish_if_done(self, batch: ActiveBatch, status: str) -> None:
+        if any(key[0] == batch.id for key in self._running):
+            return
+        pending, running = await asyncio.to_thread(self._store.unfinished, batch.id)
+        if running or (pending and status == "completed"):
+            return
+        final = await asyncio.to_thread(self._store.finalize, batch, status)
+        self._paused_until.pop(batch.id, None)
+        log.info("batch %s %s", batch.id, status)
+        for callback in self.on_final:
+            callback(batch, final)
+
+    async def _run(self, batch: ActiveBatch, line: Line) -> None:
+        try:
+            outcome = await self._outcome(batch, line)
+            await self._settle(batch, line, outcome)
+        except Exception:
+            log.exception("batch %s line %d failed unexpectedly", batch.id, line.line)
+            await asyncio.to_thread(self._store.release, line, count_attempt=True)
+        finally:
+            self._running.pop((batch.id, line.line), None)
+            self._slots.release()
+            self._wake.set()
+
+    async def _outcome(self, batch: ActiveBatch, line: Line) -> Outcome:
+        principal = self._gateway.keys.principal(batch.key_id)
+        if principal is None:
+            error = AuthenticationFailed(
+                f"the key that queued this request ({batch.key_id}) is revoked"
+            )
+            return Outcome("failed", error.status, error.json(), reason=error.message)
+        return await run_line(
+            self._gateway,
+            batch,
+            principal,
+            line_request_id(batch, line),
+            line.body,
+            last_attempt=line.attempts >= self._config.max_attempts,
+            retry_s=self._config.retry_s,
+        )
+
+    async def _settle(self, batch: ActiveBatch, line: Line, outcome: Outcome) -> None:
+        store = self._store
+        if outcome.kind in ("done", "failed"):
+            ok = outcome.kind == "done"
+            await asyncio.to_thread(
+                store.finish, line, ok, outcome.status_code, outcome.body, outcome.cost_pico
+            )
+            return
+        await asyncio.to_thread(store.release, line, count_attempt=outcome.kind == "retry")
+        self._paused_until[batch.id] = time.monotonic() + outcome.wait_s
+        if outcome.kind == "pause":
+            await asyncio.to_thread(store.set_paused, batch.id, outcome.reason)
+            log.info("batch %s paused: %s", batch.id, outcome.reason)
+
+    async def _renew_leases(self) -> None:
+        every = self._config.lease_s / 3
+        while True:
+            await asyncio.sleep(every)
+            lines = list(self._running.values())
+            if lines:
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._store.renew, lines, self._config.lease_s)
