@@ -158,7 +158,7 @@ def test_thresholds_downgrade_then_block_and_raising_the_limit_unblocks(gateway:
     assert unblocked.status_code == 200
 
 
-def test_defer_threshold_answers_deferrable_requests_with_retry_after(gateway: Gateway) -> None:
+def test_defer_threshold_queues_deferrable_requests(gateway: Gateway) -> None:
     key = gateway.create_key(team="batchers")
     put_budget(
         gateway,
@@ -170,10 +170,9 @@ def test_defer_threshold_answers_deferrable_requests_with_retry_after(gateway: G
     )
     assert chat(gateway, key).status_code == 200  # not deferrable: served
     deferred = chat(gateway, key, **{"x-tokenomy-priority": "deferrable"})
-    assert deferred.status_code == 429
-    assert deferred.json()["error"]["code"] == "budget_deferred"
-    assert 0 < int(deferred.headers["retry-after"]) <= 86_400
-    assert "x-should-retry" not in deferred.headers
+    assert deferred.status_code == 202  # queued as a job (tests/test_batch.py follows it)
+    assert deferred.json()["object"] == "tokenomy.job"
+    assert "batchers-day" in deferred.json()["reason"]
     bad = chat(gateway, key, **{"x-tokenomy-priority": "whenever"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "x-tokenomy-priority"
 

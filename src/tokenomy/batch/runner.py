@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tokenomy.batch")
 POLL_S = 0.5  # how often to look for work queued by another replica
-CLAIMS_PER_ROUND = 64  # then look again (new jobs, pauses, cancellations)
+# Then look again (new jobs, other teams' batches, cancellations, expiries).
+CLAIMS_PER_ROUND = 64
+ROUND_S = 1.0
 JOB_PRIORITY = 10
 
 
@@ -83,7 +85,8 @@ class BatchRunner:
         batches = await asyncio.to_thread(self._store.active)
         candidates = [b for b in batches if await self._runnable(b)]
         claimed = 0
-        while candidates and claimed < CLAIMS_PER_ROUND:
+        ends = time.monotonic() + ROUND_S
+        while candidates and claimed < CLAIMS_PER_ROUND and time.monotonic() < ends:
             await self._slots.acquire()
             now = time.monotonic()
             candidates = [b for b in candidates if self._paused_until.get(b.id, 0) <= now]

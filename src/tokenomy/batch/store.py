@@ -256,9 +256,10 @@ class BatchStore:
         row = self._run(
             "UPDATE batch_lines SET state = 'running', lease_until = ?, attempts = attempts + 1 "
             "WHERE rowid = (SELECT rowid FROM batch_lines WHERE batch_id = ? AND "
-            "(state = 'pending' OR (state = 'running' AND lease_until < ?)) ORDER BY line LIMIT 1) "
-            "RETURNING line, custom_id, body, attempts",
-            (now_ms + int(lease_s * 1000), batch_id, now_ms),
+            "(state = 'pending' OR (state = 'running' AND lease_until < ?)) "
+            "AND (SELECT status FROM batches WHERE id = ?) = 'in_progress' "  # not cancelled
+            "ORDER BY line LIMIT 1) RETURNING line, custom_id, body, attempts",
+            (now_ms + int(lease_s * 1000), batch_id, now_ms, batch_id),
         ).fetchone()
         if row is None:
             return None
