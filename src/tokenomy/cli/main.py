@@ -10,6 +10,7 @@ from tokenomy.cli.cache import cache
 from tokenomy.cli.export import export
 from tokenomy.cli.forecast import forecast
 from tokenomy.cli.keys import keys
+from tokenomy.cli.plan import bench, plan
 from tokenomy.cli.report import report
 from tokenomy.cli.router import router
 from tokenomy.cli.serve import serve
@@ -29,6 +30,8 @@ cli.add_command(forecast)
 cli.add_command(export)
 cli.add_command(router)
 cli.add_command(cache)
+cli.add_command(plan)
+cli.add_command(bench)
 
 
 def _add_optional_commands() -> None:

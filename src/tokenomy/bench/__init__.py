@@ -1,0 +1,1 @@
+"""Load generator and metrics for OpenAI-compatible endpoints (``tokenomy bench``)."""
