@@ -40,8 +40,10 @@ from tokenomy.cache.verifier import Verifier
 if TYPE_CHECKING:
     import numpy.typing as npt
 
+    from tokenomy.cache.training import Rows
+
 SWEEP = (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99)
-SCORE_SWEEP = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
+SCORE_SWEEP = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 LATENCY_SAMPLES = 200
 
 
@@ -57,13 +59,16 @@ class Pairs:
     labels: list[int] | None  # None: every pair is a duplicate
     sha256: str
     name: str
+    path: str = ""  # where it was read (cross-validation finds the other training files there)
 
     def __len__(self) -> int:
         return len(self.a)
 
     def head(self, limit: int) -> Pairs:
         labels = None if self.labels is None else self.labels[:limit]
-        return Pairs(self.kind, self.a[:limit], self.b[:limit], labels, self.sha256, self.name)
+        return Pairs(
+            self.kind, self.a[:limit], self.b[:limit], labels, self.sha256, self.name, self.path
+        )
 
 
 def load_pairs(path: str | Path) -> Pairs:
@@ -119,14 +124,22 @@ def load_pairs(path: str | Path) -> Pairs:
         labels if kind == "decision" else None,
         hashlib.sha256(raw).hexdigest(),
         path.name,
+        str(path),
     )
 
 
-def _encode(embedder: Any, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+def encode(embedder: Any, texts: Sequence[str]) -> npt.NDArray[np.float32]:
     unique = list(dict.fromkeys(texts))
     vectors = np.asarray(embedder.encode(unique), dtype=np.float32)
     row = {t: i for i, t in enumerate(unique)}
     return vectors[[row[t] for t in texts]]
+
+
+def trained_on(verifier: Verifier, pairs: Pairs) -> bool:
+    """Whether ``verifier`` was trained on this very file (its figures are then in-sample)."""
+    shas = {verifier.provenance.get("training_sha256")}
+    shas |= {s.get("sha256") for s in verifier.provenance.get("sources", [])}
+    return pairs.sha256 in shas
 
 
 def _rates(
@@ -167,29 +180,36 @@ def evaluate(
     margin: float = DEFAULT_MARGIN,
     vectors: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None,
     latency_samples: int = LATENCY_SAMPLES,
+    cv_sources: Sequence[Rows] | None = None,
 ) -> dict[str, Any]:
-    """Run the protocol the file needs; one JSON-able report (see the module doc)."""
+    """Run the protocol the file needs; one JSON-able report (see the module doc).
+
+    ``cv``: each decision is made by a verifier of the same recipe trained without its
+    fold's texts (``training.fold_verifiers``), on this file's other folds plus
+    ``cv_sources`` (default: the other files ``verifier`` was trained on, found beside this
+    one)."""
     va, vb = (
-        vectors if vectors is not None else (_encode(embedder, pairs.a), _encode(embedder, pairs.b))
+        vectors if vectors is not None else (encode(embedder, pairs.a), encode(embedder, pairs.b))
     )
     n = len(pairs)
     # (cache, scope) per query; with --cv each fold gets a cache with its own verifier
     caches: list[SemanticCache] = []
     where: list[tuple[int, Scope]] = []
+    cv_training: list[str] | None = None
+    fold_of = np.zeros(n, dtype=int)
     if cv is not None:
-        if pairs.labels is None:
-            raise PairsError("--cv needs labelled pairs {text_a, text_b, label}")
         if verifier is None:
             raise PairsError("--cv cross-validates the verifier; drop --no-verifier")
-        from tokenomy.cache.training import features, fold_verifiers
+        from tokenomy.cache.training import fold_verifiers, training_sources
 
-        cosines = (va * vb).sum(axis=1).tolist()
-        x = features(cosines, pairs.a, pairs.b)
-        trained = fold_verifiers(
-            x, pairs.labels, cv, min_score=verifier.min_score, guards=verifier.guards
-        )
-        fold_of = np.zeros(n, dtype=int)
-        for i, (held_out, fold_verifier) in enumerate(trained):
+        missing: list[str] = []
+        if cv_sources is None:
+            cv_sources, missing = training_sources(verifier, pairs, embedder)
+        cv_training = [f"{pairs.name} (other folds)", *(r.source for r in cv_sources)]
+        cv_training += [f"{name} (not found beside {pairs.name}: left out)" for name in missing]
+        for i, (held_out, fold_verifier) in enumerate(
+            fold_verifiers(pairs, va, vb, verifier, cv, cv_sources)
+        ):
             fold_of[held_out] = i
             caches.append(
                 SemanticCache(embedder, threshold=threshold, verifier=fold_verifier, margin=margin)
@@ -198,12 +218,12 @@ def evaluate(
         caches.append(
             SemanticCache(embedder, threshold=threshold, verifier=verifier, margin=margin)
         )
-        fold_of = np.zeros(n, dtype=int)
     if pairs.kind == "gptcache":
         scope = Scope("eval", "eval")
-        for i in range(n):
-            caches[0].insert(scope, pairs.a[i], b"", created_at=0.0, vector=va[i])
-        where = [(0, scope)] * n
+        for cache in caches:  # with --cv, one cache per fold, each holding every origin
+            for i in range(n):
+                cache.insert(scope, pairs.a[i], b"", created_at=0.0, vector=va[i])
+        where = [(int(fold_of[i]), scope) for i in range(n)]
     else:
         for i in range(n):
             scope = Scope(f"pair-{i}", "eval")
@@ -242,11 +262,8 @@ def evaluate(
         "margin": margin,
         "guards": [] if verifier is None else list(verifier.guards),
         "cv": cv,
-        "in_sample": bool(
-            verifier is not None
-            and cv is None
-            and verifier.provenance.get("training_sha256") == pairs.sha256
-        ),
+        "cv_training": cv_training,
+        "in_sample": verifier is not None and cv is None and trained_on(verifier, pairs),
     }
     report.update(decide(threshold, min_score))
     report["sweep"] = [{"threshold": t, **decide(t, min_score)} for t in SWEEP]

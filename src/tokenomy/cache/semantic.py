@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     Vector = npt.NDArray[np.float32]
 
-DEFAULT_THRESHOLD = 0.8  # cosine a candidate needs before the verifier looks at it
+DEFAULT_THRESHOLD = 0.7  # cosine a candidate needs before the verifier looks at it
 DEFAULT_MARGIN = 0.02  # a runner-up this close makes the nearest entry ambiguous: no hit
 ANN_MIN_ENTRIES = 2048  # below this, exact search is as fast as HNSW and loses nothing
 CANDIDATES = 4  # nearest entries the verifier looks at (the nearest is not always the one)

@@ -34,6 +34,7 @@ from tokenomy.cache.cross_encoder import (
     PairEncoder,
     base_weights_sha256,
 )
+from tokenomy.cache.training import grouped_folds, groups_of
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -47,41 +48,6 @@ BATCH = 32
 LR_LAYERS = 5e-5
 LR_HEAD = 1e-3
 SEED = 0
-
-
-def groups_of(a: Sequence[str], b: Sequence[str]) -> npt.NDArray[np.int_]:
-    """Connected components of the question graph: pairs sharing a text share a group."""
-    from tokenomy.cache.semantic import normalize_text
-
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for x, y in zip(a, b, strict=True):
-        rx, ry = find(normalize_text(x)), find(normalize_text(y))
-        if rx != ry:
-            parent[rx] = ry
-    roots: dict[str, int] = {}
-    return np.asarray(
-        [roots.setdefault(find(normalize_text(x)), len(roots)) for x in a], dtype=np.int_
-    )
-
-
-def grouped_folds(
-    labels: Sequence[int] | npt.NDArray[np.int_],
-    groups: npt.NDArray[np.int_],
-    k: int,
-    seed: int = SEED,
-) -> list[npt.NDArray[np.int_]]:
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    y = np.asarray(labels)
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    return [test for _, test in splitter.split(np.zeros(len(y)), y, groups)]
 
 
 class FrozenFeatures:

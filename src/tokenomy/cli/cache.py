@@ -44,7 +44,8 @@ def _fmt(value: Any, percent: bool = True) -> str:
     "verifier_kind",
     default="default",
     show_default=True,
-    help="default, logistic, cross-encoder, or the folder of a cross-encoder artifact.",
+    help="default, trees, logistic, cross-encoder, a verifier JSON file, or the folder of "
+    "a cross-encoder artifact.",
 )
 @click.option(
     "--margin",
@@ -62,8 +63,9 @@ def _fmt(value: Any, percent: bool = True) -> str:
     "--cv",
     type=click.IntRange(2, 20),
     default=None,
-    help="Cross-validate the verifier on this labelled file: K folds, each pair judged by "
-    "a verifier trained without it.",
+    help="Cross-validate the verifier on this file: K grouped folds, each decision made by "
+    "a verifier of the same recipe trained without its fold's texts (on the other folds "
+    "and the verifier's other training files, found beside FILE).",
 )
 @click.option("--limit", type=click.IntRange(1), default=None, help="Only the first N pairs.")
 @click.option("--latency-samples", type=click.IntRange(0), default=200, show_default=True)
@@ -99,8 +101,6 @@ def eval_command(
         raise click.BadParameter(str(exc), param_hint="--pairs") from None
     if limit is not None:
         pairs = pairs.head(limit)
-    if cv is not None and pairs.labels is None:
-        raise click.BadParameter("needs labelled pairs {text_a, text_b, label}", param_hint="--cv")
     if cv is not None and no_verifier:
         raise click.UsageError("--cv cross-validates the verifier; it cannot go with --no-verifier")
     if (
@@ -109,6 +109,8 @@ def eval_command(
         and min(sum(pairs.labels), len(pairs) - sum(pairs.labels)) < cv
     ):
         raise click.BadParameter(f"needs at least {cv} pairs of each label", param_hint="--cv")
+    if cv is not None and len(pairs) < cv:
+        raise click.BadParameter(f"needs at least {cv} pairs", param_hint="--cv")
     cross_validated, cv_folds = False, cv
     verifier = None if no_verifier else _verifier(verifier_kind)
     if cv is not None and verifier is not None:
@@ -145,22 +147,18 @@ def eval_command(
 
 
 def _verifier(kind: str) -> Verifier:
-    from tokenomy.cache.cross_encoder import (
-        CrossEncoderError,
-        CrossEncoderVerifier,
-        shipped_cross_encoder,
-    )
-    from tokenomy.cache.verifier import default_verifier, logistic_verifier
+    from tokenomy.cache.cross_encoder import CrossEncoderError, CrossEncoderVerifier
+    from tokenomy.cache.verifier import KINDS, Verifier, default_verifier, verifier_of
 
     try:
         if kind == "default":
             return default_verifier()
-        if kind == "logistic":
-            return logistic_verifier()
-        if kind == "cross-encoder":
-            return shipped_cross_encoder()
+        if kind in KINDS:
+            return verifier_of(kind)
+        if kind.endswith(".json"):
+            return Verifier.load(kind)
         return CrossEncoderVerifier.load(kind)
-    except CrossEncoderError as exc:
+    except (CrossEncoderError, OSError, ValueError, KeyError) as exc:
         raise click.BadParameter(str(exc), param_hint="--verifier") from None
 
 
