@@ -202,3 +202,25 @@ def test_wrong_vector_size_is_refused(embedder: Embedder) -> None:
     cache = SemanticCache(embedder)
     with pytest.raises(ValueError, match="dimensions"):
         cache.insert(Scope("t", "m"), "x", b"v", vector=np.zeros(3, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("cached", "query", "veto"),
+    [
+        (
+            "Why do people worry about global warming?",
+            "Why don't people worry about global warming?",
+            "negation",
+        ),
+        (  # a reworded paraphrase says "zero-copy" as "without any copying": no veto
+            "The `slice` method computes a zero-copy slice of the table.",
+            "The `slice` method produces a slice of the table without any copying.",
+            None,
+        ),
+        ("Where can I buy Jordan 3 shoes?", "Where can I buy Jordan 6 shoes?", "numbers"),
+    ],
+)
+def test_hard_vetoes(cached: str, query: str, veto: str | None) -> None:
+    from tokenomy.cache.features import vetoed
+
+    assert vetoed(default_verifier().guards, query, cached) == veto
