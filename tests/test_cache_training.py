@@ -222,3 +222,13 @@ def test_cv_on_a_paraphrase_file_trains_on_its_sibling_files(
         "para.json (other folds)",
         "quora.jsonl (not found beside para.json: left out)",
     ]
+
+
+def test_a_single_origin_gives_no_negatives(tmp_path: Path, embedder: Embedder) -> None:
+    path = tmp_path / "one.json"
+    path.write_text(
+        json.dumps([{"origin": "How do I boil an egg?", "similar": "How to boil eggs?"}] * 2)
+    )
+    pairs = load_pairs(path)
+    rows = rows_from(pairs, *vectors(embedder, pairs))
+    assert rows.labels.tolist() == [1, 1] and rows.cached == [pairs.a[0]] * 2

@@ -125,7 +125,7 @@ def nearest_origins(
     sims = vb @ vectors.T
     masked = sims.copy()
     masked[np.arange(len(own)), own] = -np.inf
-    other = masked.argmax(axis=1) if len(texts) > 1 else own.copy()
+    other = masked.argmax(axis=1)  # meaningless with one distinct origin (callers check)
     return texts, own, other, sims
 
 
@@ -136,6 +136,9 @@ def rows_from(pairs: Pairs, va: npt.NDArray[np.float32], vb: npt.NDArray[np.floa
         return Rows(pairs.name, list(pairs.b), list(pairs.a), cosine, np.asarray(pairs.labels))
     texts, own, other, sims = nearest_origins(pairs, va, vb)
     n = np.arange(len(own))
+    if len(texts) < 2:  # one distinct origin: no other to be wrong about
+        cosine = sims[n, own].astype(np.float64)
+        return Rows(pairs.name, list(pairs.b), [texts[0]] * len(own), cosine, np.ones_like(own))
     cosine = np.concatenate([sims[n, own], sims[n, other]]).astype(np.float64)
     labels = np.concatenate([np.ones(len(own)), np.zeros(len(own))]).astype(np.int_)
     cached = [texts[j] for j in own] + [texts[j] for j in other]
