@@ -19,9 +19,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tokenomy.batch.execute import Outcome, run_line
-from tokenomy.batch.store import ActiveBatch, BatchStore, Line
+from tokenomy.batch.store import ActiveBatch, BatchStore, Line, LineResult
 from tokenomy.batch.windows import open_now
-from tokenomy.errors import AuthenticationFailed
+from tokenomy.errors import AuthenticationFailed, UpstreamError
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenomy.batch")
 POLL_S = 0.5  # how often to look for work queued by another replica
 # Then look again (new jobs, other teams' batches, cancellations, expiries).
-CLAIMS_PER_ROUND = 64
+CLAIMS_PER_ROUND = 256
+CLAIM_CHUNK = 16  # lines leased in one write, at most
 ROUND_S = 1.0
 JOB_PRIORITY = 10
 
@@ -50,12 +51,15 @@ class BatchRunner:
         self._store = store
         self._config = config
         self._zone = zone
-        self._slots = asyncio.Semaphore(config.workers)
         self._wake = asyncio.Event()
+        self._slot_freed = asyncio.Event()
         self._paused_until: dict[str, float] = {}
         self._served: Counter[tuple[str, str]] = Counter()
         self._running: dict[tuple[str, int], Line] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._ended: list[LineResult] = []  # waiting for the next group commit
+        self._ended_ready = asyncio.Event()
+        self._pause_reasons: dict[str, str] = {}  # batch → why it waits, for the next commit
         # Called with each batch that reached a final status (job webhooks).
         self.on_final: list[Callable[[ActiveBatch, dict[str, Any]], None]] = []
 
@@ -63,7 +67,10 @@ class BatchRunner:
         self._wake.set()
 
     async def run_forever(self) -> None:
-        renew = asyncio.create_task(self._renew_leases())
+        helpers = [
+            asyncio.create_task(self._renew_leases()),
+            asyncio.create_task(self._commit_forever()),
+        ]
         try:
             while True:
                 try:
@@ -76,10 +83,12 @@ class BatchRunner:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), POLL_S)
         finally:
-            renew.cancel()
-            for task in list(self._tasks):
+            for task in (*helpers, *self._tasks):
                 task.cancel()
-            await asyncio.gather(renew, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*helpers, *self._tasks, return_exceptions=True)
+
+    def _free_slots(self) -> int:
+        return self._config.workers - len(self._running)
 
     async def _round(self) -> bool:
         batches = await asyncio.to_thread(self._store.active)
@@ -87,29 +96,33 @@ class BatchRunner:
         claimed = 0
         ends = time.monotonic() + ROUND_S
         while candidates and claimed < CLAIMS_PER_ROUND and time.monotonic() < ends:
-            await self._slots.acquire()
+            while self._free_slots() <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
             now = time.monotonic()
             candidates = [b for b in candidates if self._paused_until.get(b.id, 0) <= now]
             if not candidates:
-                self._slots.release()
                 break
             batch = min(
                 candidates,
                 key=lambda b: (-b.priority, self._served[(b.tenant, b.team)], b.created_at),
             )
-            line = await asyncio.to_thread(self._store.claim, batch.id, self._config.lease_s)
-            if line is None:
-                self._slots.release()
+            limit = min(self._free_slots(), CLAIM_CHUNK)
+            lines = await asyncio.to_thread(
+                self._store.claim, batch.id, self._config.lease_s, limit
+            )
+            if not lines:
                 candidates.remove(batch)
                 await self._finish_if_done(batch, "completed")
                 continue
-            self._served[(batch.tenant, batch.team)] += 1
-            self._running[(batch.id, line.line)] = line
-            task = asyncio.create_task(self._run(batch, line))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            claimed += 1
-        if not any(self._running) and not candidates:
+            self._served[(batch.tenant, batch.team)] += len(lines)
+            for line in lines:
+                self._running[(batch.id, line.line)] = line
+                task = asyncio.create_task(self._run(batch, line))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            claimed += len(lines)
+        if not self._running and not candidates:
             self._served.clear()  # idle: fair share starts afresh
         return claimed > 0
 
@@ -144,14 +157,41 @@ class BatchRunner:
 
     async def _run(self, batch: ActiveBatch, line: Line) -> None:
         try:
-            outcome = await self._outcome(batch, line)
-            await self._settle(batch, line, outcome)
+            result = self._result(batch, line, await self._outcome(batch, line))
         except Exception:
             log.exception("batch %s line %d failed unexpectedly", batch.id, line.line)
-            await asyncio.to_thread(self._store.release, line, count_attempt=True)
-        finally:
-            self._running.pop((batch.id, line.line), None)
-            self._slots.release()
+            result = LineResult(line, "pending", count_attempt=True)
+        if result.count_attempt and line.attempts >= self._config.max_attempts:
+            error = UpstreamError("the line failed on every attempt", code="attempts_exhausted")
+            result = LineResult(line, "failed", error.status, error.json())
+        self._ended.append(result)
+        self._ended_ready.set()
+
+    def _result(self, batch: ActiveBatch, line: Line, outcome: Outcome) -> LineResult:
+        if outcome.kind in ("done", "failed"):
+            return LineResult(
+                line, outcome.kind, outcome.status_code, outcome.body, outcome.cost_pico
+            )
+        self._paused_until[batch.id] = time.monotonic() + outcome.wait_s
+        if outcome.kind == "pause":
+            log.info("batch %s paused: %s", batch.id, outcome.reason)
+            self._pause_reasons[batch.id] = outcome.reason
+        return LineResult(line, "pending", count_attempt=outcome.kind == "retry")
+
+    async def _commit_forever(self) -> None:
+        """Group commit of ended lines: one transaction for all that ended meanwhile."""
+        while True:
+            await self._ended_ready.wait()
+            self._ended_ready.clear()
+            ended, self._ended = self._ended, []
+            reasons, self._pause_reasons = self._pause_reasons, {}
+            try:
+                await asyncio.to_thread(self._store.settle, ended, reasons)
+            except Exception:  # the leases run out and the lines run again
+                log.exception("could not record %d batch lines", len(ended))
+            for result in ended:
+                self._running.pop((result.line.batch_id, result.line.line), None)
+            self._slot_freed.set()
             self._wake.set()
 
     async def _outcome(self, batch: ActiveBatch, line: Line) -> Outcome:
@@ -170,20 +210,6 @@ class BatchRunner:
             last_attempt=line.attempts >= self._config.max_attempts,
             retry_s=self._config.retry_s,
         )
-
-    async def _settle(self, batch: ActiveBatch, line: Line, outcome: Outcome) -> None:
-        store = self._store
-        if outcome.kind in ("done", "failed"):
-            ok = outcome.kind == "done"
-            await asyncio.to_thread(
-                store.finish, line, ok, outcome.status_code, outcome.body, outcome.cost_pico
-            )
-            return
-        await asyncio.to_thread(store.release, line, count_attempt=outcome.kind == "retry")
-        self._paused_until[batch.id] = time.monotonic() + outcome.wait_s
-        if outcome.kind == "pause":
-            await asyncio.to_thread(store.set_paused, batch.id, outcome.reason)
-            log.info("batch %s paused: %s", batch.id, outcome.reason)
 
     async def _renew_leases(self) -> None:
         every = self._config.lease_s / 3

@@ -29,13 +29,26 @@ FINAL = ("completed", "failed", "expired", "cancelled")
 Owner = tuple[str, str]  # (tenant, team): who may see a file or a batch
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class Line:
     batch_id: str
     line: int
     custom_id: str
     body: bytes
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class LineResult:
+    """How a run of a line ended: ``done``/``failed`` with its answer, or ``pending``
+    (back in the queue: a paused batch, a retriable failure)."""
+
+    line: Line
+    state: str
+    status_code: int = 0
+    response: bytes = b""
+    cost_pico: int = 0
+    count_attempt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +96,15 @@ class BatchStore:
         self._conn = conn
         self._lock = threading.Lock()
 
-    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """One statement and all its rows, under the lock: the connection is shared by
+        threads, and a statement left half-read would block the next commit."""
         with self._lock:
-            return self._conn.execute(sql, params)
+            return self._conn.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        rows = self._run(sql, params)
+        return rows[0] if rows else None
 
     # -- files -----------------------------------------------------------------------------
 
@@ -102,10 +121,10 @@ class BatchStore:
         return _file_object((file_id, purpose, filename, len(content), created))
 
     def file(self, owner: Owner, file_id: str) -> dict[str, Any]:
-        row = self._run(
+        row = self._one(
             f"SELECT {_FILE_COLUMNS} FROM batch_files WHERE id = ? AND tenant = ? AND team = ?",
             (file_id, *owner),
-        ).fetchone()
+        )
         if row is None:
             raise NotFound(
                 f"No such File object: {file_id}", param="file_id", code="file_not_found"
@@ -113,10 +132,10 @@ class BatchStore:
         return _file_object(row)
 
     def file_content(self, owner: Owner, file_id: str) -> bytes:
-        row = self._run(
+        row = self._one(
             "SELECT content FROM batch_files WHERE id = ? AND tenant = ? AND team = ?",
             (file_id, *owner),
-        ).fetchone()
+        )
         if row is None:
             raise NotFound(
                 f"No such File object: {file_id}", param="file_id", code="file_not_found"
@@ -207,7 +226,7 @@ class BatchStore:
         if owner is not None:
             sql += " AND tenant = ? AND team = ?"
             params += owner
-        row = self._run(sql, params).fetchone()
+        row = self._one(sql, params)
         if row is None:
             noun = "Batch" if kind == "batch" else "job"
             raise NotFound(f"No such {noun} object: {batch_id}", param="batch_id", code="not_found")
@@ -219,7 +238,7 @@ class BatchStore:
         )
         params: tuple[Any, ...] = owner
         if after:
-            anchor = self._run("SELECT created_at FROM batches WHERE id = ?", (after,)).fetchone()
+            anchor = self._one("SELECT created_at FROM batches WHERE id = ?", (after,))
             if anchor is not None:
                 sql += " AND (created_at < ? OR (created_at = ? AND id < ?))"
                 params += (anchor[0], anchor[0], after)
@@ -243,54 +262,72 @@ class BatchStore:
             "SELECT id, kind, tenant, team, key_id, endpoint, model, status, priority, workflow, "
             "tags, created_at, expires_at, callback_url FROM batches "
             "WHERE status IN ('validating', 'in_progress', 'finalizing', 'cancelling')"
-        ).fetchall()
+        )
         names = ActiveBatch.__slots__
         return [
             ActiveBatch(**{**dict(zip(names, row, strict=True)), "tags": orjson.loads(row[10])})
             for row in rows
         ]
 
-    def claim(self, batch_id: str, lease_s: float) -> Line | None:
-        """Lease the batch's next pending line (or one whose lease ran out)."""
+    def claim(self, batch_id: str, lease_s: float, limit: int) -> list[Line]:
+        """Lease up to ``limit`` of the batch's pending lines (or ones whose lease ran
+        out), in one write; none once the batch is no longer in progress."""
         now_ms = int(time.time() * 1000)
-        row = self._run(
+        rows = self._run(
             "UPDATE batch_lines SET state = 'running', lease_until = ?, attempts = attempts + 1 "
-            "WHERE rowid = (SELECT rowid FROM batch_lines WHERE batch_id = ? AND "
+            "WHERE rowid IN (SELECT rowid FROM batch_lines WHERE batch_id = ? AND "
             "(state = 'pending' OR (state = 'running' AND lease_until < ?)) "
             "AND (SELECT status FROM batches WHERE id = ?) = 'in_progress' "  # not cancelled
-            "ORDER BY line LIMIT 1) RETURNING line, custom_id, body, attempts",
-            (now_ms + int(lease_s * 1000), batch_id, now_ms, batch_id),
-        ).fetchone()
-        if row is None:
-            return None
-        return Line(batch_id, row[0], row[1], bytes(row[2]), row[3])
+            "ORDER BY line LIMIT ?) RETURNING line, custom_id, body, attempts",
+            (now_ms + int(lease_s * 1000), batch_id, now_ms, batch_id, limit),
+        )
+        return sorted(Line(batch_id, row[0], row[1], bytes(row[2]), row[3]) for row in rows)
 
-    def finish(
-        self, line: Line, ok: bool, status_code: int, response: bytes, cost_pico: int
-    ) -> bool:
-        """Record a line's answer (once: a line finished by another run stays as it was)."""
-        state = "done" if ok else "failed"
+    def settle(self, results: list[LineResult], paused: dict[str, str]) -> None:
+        """Record many lines' ends in one transaction (the worker pool's group commit):
+        answers once (a line finished by another run stays as it was), or back to pending."""
+        now = _now()
         with self._lock:
             conn = self._conn
             conn.execute("BEGIN IMMEDIATE")
             try:
-                changed = conn.execute(
-                    "UPDATE batch_lines SET state = ?, status_code = ?, response = ?, "
-                    "finished_at = ? WHERE batch_id = ? AND line = ? AND state = 'running'",
-                    (state, status_code, response, _now(), line.batch_id, line.line),
-                ).rowcount
-                if changed:
-                    column = "completed" if ok else "failed"
+                for result in results:
+                    line = result.line
+                    if result.state == "pending":
+                        conn.execute(
+                            "UPDATE batch_lines SET state = 'pending', lease_until = 0, "
+                            "attempts = attempts - ? WHERE batch_id = ? AND line = ? "
+                            "AND state = 'running'",
+                            (0 if result.count_attempt else 1, line.batch_id, line.line),
+                        )
+                        continue
+                    changed = conn.execute(
+                        "UPDATE batch_lines SET state = ?, status_code = ?, response = ?, "
+                        "finished_at = ? WHERE batch_id = ? AND line = ? AND state = 'running'",
+                        (
+                            result.state,
+                            result.status_code,
+                            result.response,
+                            now,
+                            line.batch_id,
+                            line.line,
+                        ),
+                    ).rowcount
+                    if changed:
+                        column = "completed" if result.state == "done" else "failed"
+                        conn.execute(
+                            f"UPDATE batches SET {column} = {column} + 1, "
+                            "cost_pico = cost_pico + ?, paused_reason = NULL WHERE id = ?",
+                            (result.cost_pico, line.batch_id),
+                        )
+                for batch_id, reason in paused.items():
                     conn.execute(
-                        f"UPDATE batches SET {column} = {column} + 1, cost_pico = cost_pico + ?, "
-                        "paused_reason = NULL WHERE id = ?",
-                        (cost_pico, line.batch_id),
+                        "UPDATE batches SET paused_reason = ? WHERE id = ?", (reason, batch_id)
                     )
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-        return bool(changed)
 
     def renew(self, lines: list[Line], lease_s: float) -> None:
         """Extend the leases of lines still running here (a live replica keeps its lines)."""
@@ -302,24 +339,13 @@ class BatchStore:
                 [(until, line.batch_id, line.line) for line in lines],
             )
 
-    def release(self, line: Line, *, count_attempt: bool) -> None:
-        """Put a claimed line back (a paused batch, a retriable failure)."""
-        self._run(
-            "UPDATE batch_lines SET state = 'pending', lease_until = 0, "
-            "attempts = attempts - ? WHERE batch_id = ? AND line = ? AND state = 'running'",
-            (0 if count_attempt else 1, line.batch_id, line.line),
-        )
-
-    def set_paused(self, batch_id: str, reason: str | None) -> None:
-        self._run("UPDATE batches SET paused_reason = ? WHERE id = ?", (reason, batch_id))
-
     def unfinished(self, batch_id: str) -> tuple[int, int]:
         """(lines pending, lines running)."""
-        row = self._run(
+        row = self._one(
             "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'running'), 0) "
             "FROM batch_lines WHERE batch_id = ?",
             (batch_id,),
-        ).fetchone()
+        )
         return int(row[0]), int(row[1])
 
     def finalize(self, batch: ActiveBatch, status: str) -> dict[str, Any]:
@@ -330,7 +356,7 @@ class BatchStore:
             "SELECT line, custom_id, state, status_code, response FROM batch_lines "
             "WHERE batch_id = ? AND state IN ('done', 'failed') ORDER BY line",
             (batch.id,),
-        ).fetchall()
+        )
         for line, custom_id, state, status_code, response in rows:
             body = orjson.loads(response) if response else None
             entry: dict[str, Any] = {
@@ -387,10 +413,10 @@ class BatchStore:
 
     def line_response(self, batch_id: str) -> tuple[int | None, bytes | None]:
         """A job's answer: its one line's status code and body."""
-        row = self._run(
+        row = self._one(
             "SELECT status_code, response FROM batch_lines WHERE batch_id = ? AND line = 0",
             (batch_id,),
-        ).fetchone()
+        )
         return (row[0], bytes(row[1]) if row[1] is not None else None) if row else (None, None)
 
     def queue_stats(self) -> list[tuple[str, int, int, int]]:
@@ -400,7 +426,7 @@ class BatchStore:
             "SELECT b.model, COUNT(*), COALESCE(SUM(l.tokens), 0), MIN(b.created_at) "
             "FROM batch_lines l JOIN batches b ON b.id = l.batch_id "
             "WHERE l.state IN ('pending', 'running') GROUP BY b.model"
-        ).fetchall()
+        )
         return [(model, count, tokens, now - oldest) for model, count, tokens, oldest in rows]
 
 
