@@ -42,6 +42,21 @@ def batch_config(db: Path, mock: MockUpstream, **batch: Any) -> dict[str, Any]:
         "base_url": mock.base_url,
         "headers": {"x-mock-latency-ms": "300"},
     }
+    # A provider with its own Batch API: batches go there, done a second after submission.
+    config["upstreams"]["provider"] = {
+        "base_url": mock.base_url,
+        "batch_api": True,
+        "batch_poll_s": 0.2,
+        "headers": {"x-mock-batch-seconds": "1"},
+    }
+    config["models"].append(
+        {
+            "name": "hosted-model",
+            "upstream": "provider",
+            "upstream_model": "mock-large",
+            "price": PREMIUM_BATCH_PRICE,
+        }
+    )
     for name in ("night", "lagging"):
         config["models"].append(
             {
@@ -417,3 +432,36 @@ def test_deferral_turned_off_refuses_with_retry_after_and_always_queues(
             assert "x-should-retry" not in refused.headers
         finally:
             stop(gateway.process)
+
+
+def test_an_upstream_with_a_batch_api_runs_the_batch_itself_within_the_budget(
+    batch_gateway: Gateway,
+) -> None:
+    key = batch_gateway.create_key(team="offloaders")
+    budget = {"scope": {"team": "offloaders"}, "period": "month", "limit_usd": "0.0015"}
+    assert batch_gateway.admin("PUT", "/admin/budgets/off-month", json=budget).status_code == 200
+    client = openai.OpenAI(base_url=batch_gateway.base_url, api_key=key)
+    batch_id = submit(client, requests_file(6, model="hosted-model"))
+
+    def paused() -> Any:
+        batch = client.batches.retrieve(batch_id)
+        return batch if batch.tokenomy["paused"] else None  # type: ignore[attr-defined]
+
+    # The budget holds the worst case of only some lines: those go up, the batch waits.
+    batch = wait_for(paused, what="the batch to pause")
+    assert "off-month" in batch.tokenomy["paused_reason"]  # type: ignore[attr-defined]
+    time.sleep(1.5)  # the upstream answers the first chunk
+    partial = client.batches.retrieve(batch_id)
+    assert 0 < partial.request_counts.completed < 6 and partial.status == "in_progress"
+    raised = {**budget, "limit_usd": "1"}
+    assert batch_gateway.admin("PUT", "/admin/budgets/off-month", json=raised).status_code == 200
+    batch = finished(client, batch_id)
+    assert batch.request_counts.completed == 6
+    answers = results(client, batch.output_file_id)
+    assert all(a["response"]["body"]["system_fingerprint"] == "mock-batch" for a in answers)
+    events = line_events(batch_gateway, batch_id)
+    assert len(events) == 6
+    for event in events:
+        realtime = Decimal(event["input_tokens"]) * 5 + Decimal(event["output_tokens"]) * 15
+        assert event["cost_pico"] == int(realtime * Decimal("0.5") * 1_000_000)
+        assert event["upstream"] == "provider" and event["strategy"] == "batch"

@@ -88,6 +88,10 @@ class UpstreamConfig(_Frozen):
     # When the batch worker pool may send this upstream work (e.g. a self-hosted cluster
     # at night): "HH:MM-HH:MM" windows in the gateway's time zone; empty: any time.
     batch_windows: list[str] = Field(default_factory=list)
+    # The upstream has OpenAI's Batch API (/files, /batches): batches for its models are
+    # submitted there, at its batch price, and polled every batch_poll_s.
+    batch_api: bool = False
+    batch_poll_s: float = Field(default=30.0, gt=0)
 
     @field_validator("batch_windows")
     @classmethod

@@ -287,6 +287,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             status_code INTEGER,
             response BLOB,
             finished_at INTEGER,
+            upstream_batch TEXT,
             PRIMARY KEY (batch_id, line)
         );
         CREATE INDEX batch_lines_state ON batch_lines (state, batch_id)

@@ -18,8 +18,10 @@ from tokenomy.gateway.endpoints import ROUTES
 
 if TYPE_CHECKING:
     from tokenomy.batch.store import ActiveBatch
+    from tokenomy.gateway.call import Call
     from tokenomy.gateway.state import Gateway
     from tokenomy.principals import Principal
+    from tokenomy.usage import Usage
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,46 +40,28 @@ def failed(error: TokenomyError) -> Outcome:
     return Outcome("failed", error.status, error.json(), reason=error.message)
 
 
-async def run_line(
-    gateway: Gateway,
-    batch: ActiveBatch,
-    principal: Principal,
-    request_id: str,
-    raw: bytes,
-    *,
-    last_attempt: bool,
-    retry_s: float,
-) -> Outcome:
+async def line_call(
+    gateway: Gateway, batch: ActiveBatch, principal: Principal, request_id: str, raw: bytes
+) -> Call:
+    """The line as a call of the key that queued it (raises the 4xx its body deserves)."""
     from tokenomy.gateway.call import Call
-    from tokenomy.gateway.fallback import retriable
-    from tokenomy.gateway.proxy import (
-        admit,
-        apply_choice,
-        parse_json_object,
-        record,
-        record_failure,
-        resolve_model,
-        upstream_answer,
-    )
+    from tokenomy.gateway.proxy import apply_choice, parse_json_object, resolve_model
 
     endpoint = ROUTES[batch.endpoint]
     started, ts_ms = time.perf_counter(), time.time_ns() // 1_000_000
-    try:
-        payload = parse_json_object(raw)
-        endpoint.validate(payload)
-        streamed = payload.pop("stream", None) is not None  # a job answers as a whole
-        payload.pop("stream_options", None)
-        budget_request = BudgetRequest(
-            principal=principal,
-            tags={**principal.tags, **batch.tags},
-            priority="realtime",  # already deferred: a defer threshold must not hold it again
-            payload=payload,
-            output_field=endpoint.output_limit_field,
-            produces_output=endpoint.model_kind == "chat",
-        )
-        model, choice = await resolve_model(gateway, principal, endpoint, budget_request)
-    except TokenomyError as exc:
-        return failed(exc)
+    payload = parse_json_object(raw)
+    endpoint.validate(payload)
+    streamed = payload.pop("stream", None) is not None  # a job answers as a whole
+    payload.pop("stream_options", None)
+    budget_request = BudgetRequest(
+        principal=principal,
+        tags={**principal.tags, **batch.tags},
+        priority="realtime",  # already deferred: a defer threshold must not hold it again
+        payload=payload,
+        output_field=endpoint.output_limit_field,
+        produces_output=endpoint.model_kind == "chat",
+    )
+    model, choice = await resolve_model(gateway, principal, endpoint, budget_request)
     call = Call(
         request_id=request_id,
         started=started,
@@ -97,16 +81,48 @@ async def run_line(
     if choice is not None:
         apply_choice(call, choice)
         call.escalation = ()  # a cascade's checks need a client; its first model answers
+    return call
+
+
+async def hold_budget(gateway: Gateway, call: Call, retry_s: float) -> Outcome | None:
+    """Reserve the line's worst case (budgets, then the key's rate limit); the outcome
+    that ends this run when there is no room now."""
+    from tokenomy.gateway.proxy import admit
+
     try:
-        try:
-            await admit(gateway, call)
-        except RateLimited as exc:
-            wait = float(exc.headers.get("retry-after", retry_s))
-            return Outcome("pause", reason=exc.message, wait_s=wait)
-        except BudgetExceeded as exc:
-            return Outcome("pause", reason=exc.message, wait_s=retry_s)
-        except TokenomyError as exc:
-            return failed(exc)
+        await admit(gateway, call)
+    except RateLimited as exc:
+        return Outcome(
+            "pause", reason=exc.message, wait_s=float(exc.headers.get("retry-after", retry_s))
+        )
+    except BudgetExceeded as exc:
+        return Outcome("pause", reason=exc.message, wait_s=retry_s)
+    except TokenomyError as exc:
+        return failed(exc)
+    return None
+
+
+async def run_line(
+    gateway: Gateway,
+    batch: ActiveBatch,
+    principal: Principal,
+    request_id: str,
+    raw: bytes,
+    *,
+    last_attempt: bool,
+    retry_s: float,
+) -> Outcome:
+    from tokenomy.gateway.fallback import retriable
+    from tokenomy.gateway.proxy import record_failure, upstream_answer
+
+    try:
+        call = await line_call(gateway, batch, principal, request_id, raw)
+    except TokenomyError as exc:
+        return failed(exc)
+    try:
+        refused = await hold_budget(gateway, call, retry_s)
+        if refused is not None:
+            return refused
         answer = await upstream_answer(gateway, call)
         failure = answer.failure
         if failure is not None:
@@ -114,12 +130,23 @@ async def run_line(
                 return Outcome("retry", reason=failure.message, wait_s=retry_s)
             await record_failure(gateway, call, failure, answer.usage, answer.estimated)
             return failed(failure)
-        event, _ = call.event(answer.usage, status=200, estimated=answer.estimated)
-        try:
-            await record(gateway, call, event)
-        except Exception as exc:  # the ledger cannot record it now: run the line again later
-            return Outcome("retry", reason=f"ledger unavailable: {exc}", wait_s=retry_s)
-        return Outcome("done", 200, answer.body, event.cost_pico)
+        return await record_answer(
+            gateway, call, answer.body, answer.usage, answer.estimated, retry_s
+        )
     finally:
         if call.admission is not None and not call.admission.settled:
             await gateway.enforcer.release(call.admission)
+
+
+async def record_answer(
+    gateway: Gateway, call: Call, body: bytes, usage: Usage, estimated: bool, retry_s: float
+) -> Outcome:
+    """Charge the line (at the batch price) and settle its hold: the line is done."""
+    from tokenomy.gateway.proxy import record
+
+    event, _ = call.event(usage, status=200, estimated=estimated)
+    try:
+        await record(gateway, call, event)
+    except Exception as exc:  # the ledger cannot record it now: run the line again later
+        return Outcome("retry", reason=f"ledger unavailable: {exc}", wait_s=retry_s)
+    return Outcome("done", 200, body, event.cost_pico)

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tokenomy.batch.execute import Outcome, run_line
-from tokenomy.batch.store import ActiveBatch, BatchStore, Line, LineResult
+from tokenomy.batch.native import NativeBatches
+from tokenomy.batch.store import ActiveBatch, BatchStore, Line, LineResult, line_request_id
 from tokenomy.batch.windows import open_now
 from tokenomy.errors import AuthenticationFailed, UpstreamError
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from tokenomy.config import BatchConfig
     from tokenomy.gateway.state import Gateway
+    from tokenomy.upstream.client import UpstreamClient
 
 log = logging.getLogger("tokenomy.batch")
 POLL_S = 0.5  # how often to look for work queued by another replica
@@ -36,11 +38,6 @@ CLAIMS_PER_ROUND = 256
 CLAIM_CHUNK = 16  # lines leased in one write, at most
 ROUND_S = 1.0
 JOB_PRIORITY = 10
-
-
-def line_request_id(batch: ActiveBatch, line: Line) -> str:
-    """The line's ledger event id: the same on every run of the line (charged once)."""
-    return batch.id if batch.kind == "job" else f"{batch.id}-{line.line}"
 
 
 class BatchRunner:
@@ -57,6 +54,7 @@ class BatchRunner:
         self._served: Counter[tuple[str, str]] = Counter()
         self._running: dict[tuple[str, int], Line] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._native = NativeBatches(gateway, store, config)
         self._ended: list[LineResult] = []  # waiting for the next group commit
         self._ended_ready = asyncio.Event()
         self._pause_reasons: dict[str, str] = {}  # batch → why it waits, for the next commit
@@ -92,7 +90,13 @@ class BatchRunner:
 
     async def _round(self) -> bool:
         batches = await asyncio.to_thread(self._store.active)
-        candidates = [b for b in batches if await self._runnable(b)]
+        candidates = []
+        for batch in batches:
+            client = self._native.client_for(batch)
+            if client is not None:  # the upstream runs it: poll and submit, no pool slots
+                await self._run_native(batch, client)
+            elif await self._runnable(batch):
+                candidates.append(batch)
         claimed = 0
         ends = time.monotonic() + ROUND_S
         while candidates and claimed < CLAIMS_PER_ROUND and time.monotonic() < ends:
@@ -125,6 +129,19 @@ class BatchRunner:
         if not self._running and not candidates:
             self._served.clear()  # idle: fair share starts afresh
         return claimed > 0
+
+    async def _run_native(self, batch: ActiveBatch, client: UpstreamClient) -> None:
+        ended = await self._native.poll(batch, client)
+        if await self._runnable(batch):
+            submitted, stop = await self._native.submit(batch, client)
+            ended += submitted
+            if stop is not None:
+                self._result(batch, ended[-1].line, stop)  # pause (or back off) the batch
+        if ended:
+            self._ended.extend(ended)
+            self._ended_ready.set()
+        else:
+            await self._finish_if_done(batch, "completed")
 
     async def _runnable(self, batch: ActiveBatch) -> bool:
         """Whether the batch's lines may be claimed now; finishes cancelled and expired ones."""

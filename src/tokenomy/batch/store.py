@@ -71,6 +71,11 @@ class ActiveBatch:
     callback_url: str | None
 
 
+def line_request_id(batch: ActiveBatch, line: Line) -> str:
+    """The line's ledger event id: the same on every run of the line (charged once)."""
+    return batch.id if batch.kind == "job" else f"{batch.id}-{line.line}"
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -296,7 +301,8 @@ class BatchStore:
                     if result.state == "pending":
                         conn.execute(
                             "UPDATE batch_lines SET state = 'pending', lease_until = 0, "
-                            "attempts = attempts - ? WHERE batch_id = ? AND line = ? "
+                            "upstream_batch = NULL, attempts = attempts - ? "
+                            "WHERE batch_id = ? AND line = ? "
                             "AND state = 'running'",
                             (0 if result.count_attempt else 1, line.batch_id, line.line),
                         )
@@ -328,6 +334,30 @@ class BatchStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    def mark_submitted(self, batch_id: str, lines: list[Line], upstream_batch: str) -> None:
+        """Lines now answered by an upstream batch (polled again after a restart)."""
+        with self._lock:
+            self._conn.executemany(
+                "UPDATE batch_lines SET upstream_batch = ? WHERE batch_id = ? AND line = ?",
+                [(upstream_batch, batch_id, line.line) for line in lines],
+            )
+
+    def upstream_batches(self, batch_id: str) -> list[str]:
+        rows = self._run(
+            "SELECT DISTINCT upstream_batch FROM batch_lines WHERE batch_id = ? "
+            "AND state = 'running' AND upstream_batch IS NOT NULL",
+            (batch_id,),
+        )
+        return [row[0] for row in rows]
+
+    def submitted_lines(self, batch_id: str, upstream_batch: str) -> list[Line]:
+        rows = self._run(
+            "SELECT line, custom_id, body, attempts FROM batch_lines WHERE batch_id = ? "
+            "AND upstream_batch = ? AND state = 'running' ORDER BY line",
+            (batch_id, upstream_batch),
+        )
+        return [Line(batch_id, row[0], row[1], bytes(row[2]), row[3]) for row in rows]
 
     def renew(self, lines: list[Line], lease_s: float) -> None:
         """Extend the leases of lines still running here (a live replica keeps its lines)."""

@@ -34,10 +34,12 @@ from tokenomy.mock._asgi import (
     stall,
 )
 from tokenomy.mock._errors import INJECTED_MESSAGES, MALFORMED_BODY, error_body
+from tokenomy.mock.batch_route import MockBatches
 from tokenomy.mock.embeddings import embeddings_body
 from tokenomy.mock.options import SLOW_TOKENS_PER_SECOND, Fault, FaultSampler, MockOptions
 from tokenomy.mock.requests import (
     BadRequest,
+    NO_DIRECTIVES,
     Directives,
     parse_chat,
     parse_completion,
@@ -195,6 +197,22 @@ def create_mock_app(options: MockOptions | None = None) -> ASGIApp:
             await asyncio.sleep(SLOW_EMBEDDINGS_SECONDS)
         await answer(send, fault, payload, f"emb-{next(counter):016x}")
 
+    def answer_line(url: str, body: bytes) -> tuple[int, bytes]:
+        """One line of a batch, answered as its endpoint would (no faults, no pacing)."""
+        route = _GENERATION_ROUTES.get(url)
+        try:
+            if route is None:
+                return 200, embeddings_body(body)
+            generation = route.parse(body, NO_DIRECTIVES, options.default_completion_tokens)
+        except BadRequest as exc:
+            return exc.status, error_body(False, exc.status, exc.message, exc.param, exc.code)
+        request_id = f"{route.id_prefix}{next(counter):016x}"
+        answer = orjson.loads(route.plain(generation, request_id, int(time.time())))
+        answer["system_fingerprint"] = "mock-batch"  # tells tests the batch API answered
+        return 200, orjson.dumps(answer)
+
+    batches = MockBatches(answer_line)
+
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             if scope["type"] == "lifespan":
@@ -217,6 +235,8 @@ def create_mock_app(options: MockOptions | None = None) -> ASGIApp:
                 await embeddings(scope, body, receive, send)
             else:
                 await _not_allowed(send, False, method, path)
+        elif batches.handles(path):
+            await batches.handle(scope, body, send)
         elif path == "/v1/models" and method == "GET":
             await send_body(send, 200, models_body)
         elif path.startswith("/v1/models/") and method == "GET":

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 
 from tokenomy.config import UpstreamConfig
 from tokenomy.errors import UpstreamError, UpstreamTimeout
@@ -75,6 +76,47 @@ class UpstreamClient:
             ) from exc
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"upstream {self.name!r} is unreachable: {_describe(exc)}") from exc
+
+    async def upload(self, path: str, filename: str, content: bytes, purpose: str) -> Any:
+        """A multipart file upload (the Files API); the JSON answer."""
+        assert self._session is not None, "upstream client not started"
+        form = aiohttp.FormData()
+        form.add_field("purpose", purpose)
+        form.add_field("file", content, filename=filename, content_type="application/jsonl")
+        headers = {k: v for k, v in self._headers.items() if k != "content-type"}
+        return await self._call("POST", path, data=form, headers=headers)
+
+    async def call_json(self, method: str, path: str, body: bytes | None = None) -> Any:
+        return await self._call(method, path, data=body, headers=self._headers)
+
+    async def read(self, path: str) -> bytes:
+        raw: bytes = await self._call("GET", path, headers=self._headers, raw=True)
+        return raw
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        data: Any = None,
+        headers: dict[str, str],
+        raw: bool = False,
+    ) -> Any:
+        """A short API call that must succeed: its answer, or an UpstreamError naming why."""
+        assert self._session is not None, "upstream client not started"
+        url = self.base_url + path + self._query
+        try:
+            async with self._session.request(method, url, data=data, headers=headers) as answer:
+                body = await answer.read()
+                if answer.status >= 400:
+                    raise UpstreamError(
+                        f"upstream {self.name!r} answered {method} {path} with HTTP "
+                        f"{answer.status}: {body[:200].decode('utf-8', 'replace')}",
+                        code=f"upstream_{answer.status}",
+                    )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise UpstreamError(f"upstream {self.name!r} is unreachable: {_describe(exc)}") from exc
+        return body if raw else orjson.loads(body)
 
     async def get(self, path: str) -> Any:
         assert self._session is not None
