@@ -38,8 +38,8 @@ from tokenomy.mock.batch_route import MockBatches
 from tokenomy.mock.embeddings import embeddings_body
 from tokenomy.mock.options import SLOW_TOKENS_PER_SECOND, Fault, FaultSampler, MockOptions
 from tokenomy.mock.requests import (
-    BadRequest,
     NO_DIRECTIVES,
+    BadRequest,
     Directives,
     parse_chat,
     parse_completion,
