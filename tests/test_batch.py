@@ -164,6 +164,8 @@ def test_sdk_round_trip_charges_each_line_once_at_the_batch_price(batch_gateway:
         assert event["cost_pico"] == int(expected_pico)
         assert event["saved_pico"] == event["cost_pico"]  # half of the real-time price
         assert event["strategy"] == "batch" and event["team"] == "analytics"
+    assert batch.usage and batch.usage.input_tokens == sum(e["input_tokens"] for e in events)
+    assert batch.usage.output_tokens == sum(e["output_tokens"] for e in events)
     total = sum(e["cost_pico"] for e in events)
     assert Decimal(batch.tokenomy["cost_usd"]) == Decimal(total) / Decimal(10**12)  # type: ignore[attr-defined]
     # The admin spend report filtered by key reads the batch's cost back.
@@ -465,3 +467,20 @@ def test_an_upstream_with_a_batch_api_runs_the_batch_itself_within_the_budget(
         realtime = Decimal(event["input_tokens"]) * 5 + Decimal(event["output_tokens"]) * 15
         assert event["cost_pico"] == int(realtime * Decimal("0.5") * 1_000_000)
         assert event["upstream"] == "provider" and event["strategy"] == "batch"
+
+
+def test_teams_share_the_worker_pool_fairly(batch_gateway: Gateway) -> None:
+    def team_client(team: str) -> openai.OpenAI:
+        return openai.OpenAI(
+            base_url=batch_gateway.base_url, api_key=batch_gateway.create_key(team=team)
+        )
+
+    early, late = team_client("fair-early"), team_client("fair-late")
+    big = submit(early, requests_file(48, model="lagging-model"))
+    small = submit(late, requests_file(8, model="lagging-model"))
+    finished(early, big)
+    finished(late, small)
+    big_done = max(e["ts_ms"] for e in line_events(batch_gateway, big))
+    small_done = max(e["ts_ms"] for e in line_events(batch_gateway, small))
+    # The later team's batch was served alongside the big one, not after all of it.
+    assert small_done < big_done

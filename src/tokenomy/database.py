@@ -271,7 +271,9 @@ MIGRATIONS: list[tuple[str, str]] = [
             completed INTEGER NOT NULL DEFAULT 0,
             failed INTEGER NOT NULL DEFAULT 0,
             paused_reason TEXT,
-            cost_pico INTEGER NOT NULL DEFAULT 0
+            cost_pico INTEGER NOT NULL DEFAULT 0,
+            input_tokens INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0
         );
         CREATE INDEX batches_owner ON batches (tenant, team, created_at);
         CREATE INDEX batches_status ON batches (status);

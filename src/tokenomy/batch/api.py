@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from tokenomy.gateway.state import Gateway
 
 PURPOSES = ("batch",)
+# x-tokenomy-priority on batch creation orders batches in the queue (deferred jobs: 10).
+BATCH_PRIORITY = {"critical": 2, "realtime": 1, "deferrable": 0}
 router = APIRouter(tags=["batch"])
 
 
@@ -144,7 +146,7 @@ async def create_batch(body: BatchCreate, client: Client) -> dict[str, Any]:
         lines=lines,
         completion_window=body.completion_window,
         window_s=WINDOW_S[body.completion_window],
-        priority=0,
+        priority=BATCH_PRIORITY[caller.priority],
         workflow=caller.workflow,
         tags=caller.tags,
         metadata=body.metadata,

@@ -32,6 +32,7 @@ class Outcome:
     status_code: int = 0
     body: bytes = b""
     cost_pico: int = 0
+    tokens: tuple[int, int] = (0, 0)  # input, output
     reason: str = ""
     wait_s: float = 0.0
 
@@ -149,4 +150,6 @@ async def record_answer(
         await record(gateway, call, event)
     except Exception as exc:  # the ledger cannot record it now: run the line again later
         return Outcome("retry", reason=f"ledger unavailable: {exc}", wait_s=retry_s)
-    return Outcome("done", 200, body, event.cost_pico)
+    return Outcome(
+        "done", 200, body, event.cost_pico, tokens=(usage.input_tokens, usage.output_tokens)
+    )

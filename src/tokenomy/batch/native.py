@@ -193,7 +193,7 @@ class NativeBatches:
         )
         if outcome.kind != "done":
             return LineResult(line, "pending")
-        return LineResult(line, "done", 200, raw, outcome.cost_pico)
+        return LineResult(line, "done", 200, raw, outcome.cost_pico, tokens=outcome.tokens)
 
     async def _release(self, call: Call) -> None:
         if call.admission is not None and not call.admission.settled:

@@ -187,7 +187,12 @@ class BatchRunner:
     def _result(self, batch: ActiveBatch, line: Line, outcome: Outcome) -> LineResult:
         if outcome.kind in ("done", "failed"):
             return LineResult(
-                line, outcome.kind, outcome.status_code, outcome.body, outcome.cost_pico
+                line,
+                outcome.kind,
+                outcome.status_code,
+                outcome.body,
+                outcome.cost_pico,
+                tokens=outcome.tokens,
             )
         self._paused_until[batch.id] = time.monotonic() + outcome.wait_s
         if outcome.kind == "pause":

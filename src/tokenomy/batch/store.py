@@ -49,6 +49,7 @@ class LineResult:
     response: bytes = b""
     cost_pico: int = 0
     count_attempt: bool = False
+    tokens: tuple[int, int] = (0, 0)  # input, output
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +90,7 @@ _BATCH_COLUMNS = (
     "status, priority, workflow, tags, metadata, callback_url, created_at, in_progress_at, "
     "finalizing_at, completed_at, failed_at, expired_at, cancelling_at, cancelled_at, "
     "expires_at, output_file_id, error_file_id, errors, total, completed, failed, "
-    "paused_reason, cost_pico"
+    "paused_reason, cost_pico, input_tokens, output_tokens"
 )
 _FILE_COLUMNS = "id, purpose, filename, bytes, created_at"
 
@@ -323,8 +324,9 @@ class BatchStore:
                         column = "completed" if result.state == "done" else "failed"
                         conn.execute(
                             f"UPDATE batches SET {column} = {column} + 1, "
-                            "cost_pico = cost_pico + ?, paused_reason = NULL WHERE id = ?",
-                            (result.cost_pico, line.batch_id),
+                            "cost_pico = cost_pico + ?, input_tokens = input_tokens + ?, "
+                            "output_tokens = output_tokens + ?, paused_reason = NULL WHERE id = ?",
+                            (result.cost_pico, *result.tokens, line.batch_id),
                         )
                 for batch_id, reason in paused.items():
                     conn.execute(
@@ -504,6 +506,11 @@ def _batch_object(row: tuple[Any, ...]) -> dict[str, Any]:
             "failed": r["failed"],
         },
         "metadata": orjson.loads(r["metadata"]) if r["metadata"] else None,
+        "usage": {
+            "input_tokens": r["input_tokens"],
+            "output_tokens": r["output_tokens"],
+            "total_tokens": r["input_tokens"] + r["output_tokens"],
+        },
         # Ours: is the batch waiting for budget room, and what it has cost so far.
         "tokenomy": {
             "paused": r["paused_reason"] is not None,
