@@ -412,23 +412,18 @@ class BatchStore:
                 errors.append(orjson.dumps(entry))
         now = _now()
         owner = (batch.tenant, batch.team)
-        output_id = error_id = None
-        if outputs:
-            output_id = self.add_file(
+        output_id, error_id = (
+            self.add_file(
                 owner,
                 batch.key_id,
                 "batch_output",
-                f"{batch.id}_output.jsonl",
-                b"\n".join(outputs) + b"\n",
+                f"{batch.id}_{kind}.jsonl",
+                b"\n".join(lines) + b"\n",
             )["id"]
-        if errors:
-            error_id = self.add_file(
-                owner,
-                batch.key_id,
-                "batch_output",
-                f"{batch.id}_error.jsonl",
-                b"\n".join(errors) + b"\n",
-            )["id"]
+            if lines
+            else None
+            for kind, lines in (("output", outputs), ("error", errors))
+        )
         stamp = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at"}
         self._run(
             f"UPDATE batches SET status = ?, finalizing_at = COALESCE(finalizing_at, ?), "
