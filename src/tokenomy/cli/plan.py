@@ -8,7 +8,6 @@ import functools
 import getpass
 import io
 import sys
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -163,18 +162,12 @@ def catalog_command(catalog: str | None, as_json: bool) -> None:
 def _ledger_api_spend(config_path: str | None, days: int) -> tuple[Decimal, Decimal]:
     """(USD per million tokens, tokens per 30 days) over the last ``days`` of the ledger."""
     from tokenomy import database
-    from tokenomy.analytics.spend import SpendQuery, query_spend
+    from tokenomy.planning.ledger import api_spend
 
-    settings = load(config_path)
-    conn = database.connect(settings.database)
-    end = datetime.now(UTC)
-    start = end - timedelta(days=days)
-    result = query_spend(conn, SpendQuery([], int(start.timestamp() * 1000), None))
-    tokens = sum(r["input_tokens"] + r["output_tokens"] for r in result["rows"])
-    if not tokens:
+    spend = api_spend(database.connect(load(config_path).database), days)
+    if spend is None:
         raise click.ClickException(f"the ledger has no usage in the last {days} days")
-    cost = Decimal(result["total_cost_usd"])
-    return cost * MILLION / tokens, Decimal(tokens) * 30 / days
+    return spend.usd_per_mtok, spend.monthly_tokens
 
 
 @plan.command("tco")
@@ -205,7 +198,8 @@ def _ledger_api_spend(config_path: str | None, days: int) -> tuple[Decimal, Deci
 @clean_errors
 def tco(config_path: str | None, **o: Any) -> None:
     """Self-hosting (rent or buy) against the API: cost per Mtok, break-even, payback."""
-    from tokenomy.planning.tco import SelfHosting, compare
+    from tokenomy.planning.sizing import all_tokens_per_s
+    from tokenomy.planning.tco import compare, hosting_for
 
     gpu = None
     if o["gpu_name"]:
@@ -217,41 +211,34 @@ def tco(config_path: str | None, **o: Any) -> None:
     if tokens_per_s is None:
         if not (o["model_name"] and gpu):
             raise click.UsageError("give --tokens-per-s, or --model and --gpu to predict it")
-        from tokenomy.planning.capacity import Deployment, Workload, predict
+        from tokenomy.planning.capacity import Deployment, Workload
 
-        point = predict(
+        tokens_per_s = all_tokens_per_s(
             Deployment(catalogs.model(o["model_name"]), gpu, o["gpus"], o["weights"]),
             Workload(o["isl"], o["osl"]),
         )
-        tokens_per_s = point["output_tokens_per_s"] * (1 + o["isl"] / o["osl"])
     api_price = _usd(o["api_usd_per_mtok"], "--api-usd-per-mtok")
     volume = None if o["monthly_mtok"] is None else Decimal(o["monthly_mtok"]) * MILLION
     if api_price is None or volume is None:
         ledger_price, ledger_volume = _ledger_api_spend(config_path, o["days"])
-        api_price = api_price or ledger_price.quantize(Decimal("0.000001"))
+        api_price = api_price or ledger_price
         volume = volume if volume is not None else ledger_volume
-    hour = _usd(o["gpu_hour_usd"], "--gpu-hour-usd")
-    price = _usd(o["gpu_price_usd"], "--gpu-price-usd")
-    power = Decimal(o["power_kw"]) if o["power_kw"] else None
-    hosting = SelfHosting(
-        mode=o["mode"],
-        gpus=o["gpus"],
-        tokens_per_s=Decimal(repr(float(tokens_per_s))),
-        gpu_hour_usd=hour if hour is not None else (gpu.hour_usd if gpu else Decimal(0)),
-        gpu_price_usd=price if price is not None else (gpu.price_usd if gpu else Decimal(0)),
+    hosting = hosting_for(
+        o["mode"],
+        o["gpus"],
+        Decimal(repr(float(tokens_per_s))),
+        gpu,
+        gpu_hour_usd=_usd(o["gpu_hour_usd"], "--gpu-hour-usd"),
+        gpu_price_usd=_usd(o["gpu_price_usd"], "--gpu-price-usd"),
+        gpu_power_kw=Decimal(o["power_kw"]) if o["power_kw"] else None,
         server_overhead=Decimal(o["server_overhead"]),
         depreciation_months=o["depreciation_months"],
-        gpu_power_kw=power or (Decimal(repr(gpu.tdp_w)) / 1000 if gpu else Decimal("0.7")),
         power_load=Decimal(o["power_load"]),
         pue=Decimal(o["pue"]),
         kwh_usd=Decimal(o["kwh_usd"]),
         ops_usd_per_month=parse_usd(o["ops_usd_per_month"]),
         utilization=Decimal(o["utilization"]),
     )
-    if hosting.mode == "rent" and hosting.gpu_hour_usd <= 0:
-        raise click.UsageError("renting needs --gpu-hour-usd (or a catalog --gpu)")
-    if hosting.mode == "buy" and hosting.gpu_price_usd <= 0:
-        raise click.UsageError("buying needs --gpu-price-usd (or a catalog --gpu)")
     result = compare(hosting, api_price, volume)
     if o["as_json"]:
         echo_json(result)
@@ -268,27 +255,15 @@ def _fill_from_ledger(raw: dict[str, Any], config_path: str | None, days: int) -
     needs = [
         item
         for item in raw.get("lines") or []
-        if item.get("usd_per_mtok") == "ledger" or item.get("demand_mtok") == "forecast"
+        if isinstance(item, dict)
+        and (item.get("usd_per_mtok") == "ledger" or item.get("demand_mtok") == "forecast")
     ]
     if not needs:
         return
     from tokenomy import database
-    from tokenomy.analytics.spend import SpendQuery, query_spend
+    from tokenomy.planning.ledger import fill_plan
 
-    conn = database.connect(load(config_path).database)
-    start = int((datetime.now(UTC) - timedelta(days=days)).timestamp() * 1000)
-    for item in needs:
-        scope = {str(k): str(v) for k, v in (item.get("scope") or {}).items()}
-        result = query_spend(conn, SpendQuery([], start, None, scope))
-        tokens = sum(r["input_tokens"] + r["output_tokens"] for r in result["rows"])
-        if not tokens:
-            raise InvalidRequest(f"line {item.get('name')!r}: no usage in the ledger for {scope}")
-        if item.get("usd_per_mtok") == "ledger":
-            per_mtok = Decimal(result["total_cost_usd"]) * MILLION / tokens
-            item["usd_per_mtok"] = str(per_mtok.quantize(Decimal("0.000001")))
-        if item.get("demand_mtok") == "forecast":
-            growth = float(item.get("growth", 1.0))
-            item["demand_mtok"] = tokens / 1e6 * 30 / days * growth
+    fill_plan(raw, database.connect(load(config_path).database), days)
 
 
 @plan.command("allocate")
@@ -391,10 +366,10 @@ def whatif(
     as_json: bool,
 ) -> None:
     """Re-price a ledger period or a trace under alternatives, side by side."""
-    from tokenomy.planning.whatif import Scenario, parse_change, run
+    from tokenomy.planning.whatif import parse_change, run, scenarios
 
     changes = [
-        (f"{kind} {text}", parse_change(kind, text))
+        (kind, text)
         for kind, texts in (
             ("price", prices),
             ("switch", switches),
@@ -406,9 +381,7 @@ def whatif(
     ]
     if not changes:
         raise click.UsageError("give at least one --switch, --price, --cache, --route, --growth")
-    scenarios = [Scenario(name, (change,)) for name, change in changes]
-    if combined and len(changes) > 1:
-        scenarios.append(Scenario("all", tuple(change for _, change in changes)))
+    the_scenarios = scenarios(changes, combined)
     settings = None
     try:
         settings = load(config_path)
@@ -422,7 +395,7 @@ def whatif(
         return known.get(name) or configured(name)
 
     slices = _slices(settings, trace, trace_model, period, days, group_by)
-    result = run(slices, scenarios, lookup)
+    result = run(slices, the_scenarios, lookup)
     if trace:
         result["source"] = (
             f"trace {Path(trace).name}; Azure Public Dataset (Patel et al., Splitwise, "
@@ -465,25 +438,19 @@ def _slices(
     days: int,
     group_by: str,
 ) -> list[Any]:
-    from tokenomy.planning.whatif import slices_from_spend, slices_from_trace
+    from tokenomy.planning.whatif import slices_from_trace
 
     if trace:
         if not trace_model:
             raise click.UsageError("--trace needs --trace-model (what the requests used)")
         return slices_from_trace(trace, trace_model)
     from tokenomy import database
-    from tokenomy.analytics.spend import SpendQuery, query_spend, spend_query
+    from tokenomy.planning.ledger import period_slices
 
-    conn = database.connect(settings.database)
-    if period:
-        query = spend_query(f"{group_by},model", period, None, None, {})
-    else:
-        start = int((datetime.now(UTC) - timedelta(days=days)).timestamp() * 1000)
-        query = SpendQuery([group_by, "model"], start, None)
-    rows = query_spend(conn, query)["rows"]
-    if not rows:
-        raise click.ClickException("the ledger has no usage in that period")
-    return slices_from_spend(rows, group_by)
+    try:
+        return period_slices(database.connect(settings.database), period, days, group_by)
+    except InvalidRequest as exc:
+        raise click.ClickException(exc.message) from None
 
 
 # -- bench ---------------------------------------------------------------------------------

@@ -210,13 +210,30 @@ def _optional_usd(raw: Any, key: str) -> Decimal | None:
     return None if value is None else parse_usd(value)
 
 
+def _share_or_none(raw: dict[str, Any], key: str) -> float | None:
+    value = raw.get(key)
+    if value is None or value == "":
+        return None
+    share = float(value)
+    if not 0 <= share <= 1:
+        raise InvalidRequest(f"{key} must be between 0 and 1", param=key)
+    return share
+
+
 def parse_plan(raw: dict[str, Any]) -> Plan:
     """A plan from its YAML/JSON form (see the README's Planning section)."""
     if not isinstance(raw, dict) or "total_usd" not in raw:
         raise InvalidRequest("a plan needs total_usd and lines", param="total_usd")
+    try:
+        return _parse_plan(raw)
+    except (ValueError, TypeError, AttributeError, ArithmeticError) as exc:
+        raise InvalidRequest(f"the plan has a value that is not a number: {exc}") from None
+
+
+def _parse_plan(raw: dict[str, Any]) -> Plan:
     lines = []
     for item in raw.get("lines") or []:
-        if "name" not in item or "usd_per_mtok" not in item:
+        if not isinstance(item, dict) or "name" not in item or "usd_per_mtok" not in item:
             raise InvalidRequest("every line needs a name and usd_per_mtok", param="lines")
         demand = item.get("demand_mtok")
         lines.append(
@@ -232,6 +249,11 @@ def parse_plan(raw: dict[str, Any]) -> Plan:
                 scope={str(k): str(v) for k, v in (item.get("scope") or {}).items()},
             )
         )
+    for line in lines:
+        if line.usd_per_mtok <= 0:
+            raise InvalidRequest(f"line {line.name!r}: usd_per_mtok must be > 0", param="lines")
+        if line.min_usd < 0 or (line.max_usd is not None and line.max_usd < 0):
+            raise InvalidRequest(f"line {line.name!r}: limits must be >= 0", param="lines")
     departments = {
         str(name): (_optional_usd(spec, "min_usd") or Decimal(0), _optional_usd(spec, "max_usd"))
         for name, spec in (raw.get("departments") or {}).items()
@@ -240,6 +262,6 @@ def parse_plan(raw: dict[str, Any]) -> Plan:
         total_usd=parse_usd(raw["total_usd"]),
         lines=lines,
         departments=departments,
-        dev_max_share=raw.get("dev_max_share"),
-        prod_min_share=raw.get("prod_min_share"),
+        dev_max_share=_share_or_none(raw, "dev_max_share"),
+        prod_min_share=_share_or_none(raw, "prod_min_share"),
     )

@@ -63,3 +63,34 @@ def capacity_report(
 
 def _round(value: Any) -> Any:
     return round(value, 3) if isinstance(value, float) else value
+
+
+def all_tokens_per_s(d: Deployment, w: Workload) -> float:
+    """Input plus output tokens per second at the maximum-throughput point (what a TCO
+    compares against per-token API prices, which charge both)."""
+    point = predict(d, w)
+    return float(point["output_tokens_per_s"]) * (1 + w.isl / w.osl)
+
+
+def concurrency_sweep(d: Deployment, w: Workload, points: int = 16) -> list[dict[str, Any]]:
+    """Throughput and latencies from one request up to the most the KV cache holds, at
+    doubling concurrencies (and the maximum itself)."""
+    top = int(predict(d, w)["max_batch"])
+    levels: list[int] = []
+    level = 1
+    while level < top and len(levels) < points - 1:
+        levels.append(level)
+        level *= 2
+    levels.append(max(top, 1))
+    sweep = []
+    for concurrency in levels:
+        point = predict(d, w, Target(concurrency=concurrency))
+        sweep.append(
+            {
+                "concurrency": concurrency,
+                "output_tokens_per_s": _round(point["output_tokens_per_s"]),
+                "tpot_ms": _round(point["tpot_ms"]),
+                "ttft_ms": _round(point["ttft_ms"]),
+            }
+        )
+    return sweep

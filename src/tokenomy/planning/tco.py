@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from tokenomy.errors import InvalidRequest
 from tokenomy.money import MILLION, ZERO, usd_str
+from tokenomy.planning.catalog import GpuSpec
 
 HOURS_PER_MONTH = Decimal(730)
 _CENT = Decimal("0.01")
@@ -135,3 +136,59 @@ def _payback_note(hosting: SelfHosting, payback: Decimal | None, fits: bool) -> 
     if payback > hosting.depreciation_months:
         return "pays back only after the hardware is written off"
     return "pays back within the depreciation period"
+
+
+def hosting_for(
+    mode: str,
+    gpus: int,
+    tokens_per_s: Decimal,
+    gpu: GpuSpec | None = None,
+    *,
+    gpu_hour_usd: Decimal | None = None,
+    gpu_price_usd: Decimal | None = None,
+    gpu_power_kw: Decimal | None = None,
+    **rest: Any,
+) -> SelfHosting:
+    """A deployment with a catalog GPU's indicative prices and board power as defaults;
+    ``rest`` are the other :class:`SelfHosting` fields."""
+    if mode not in ("rent", "buy"):
+        raise InvalidRequest(f"mode {mode!r}: choose rent or buy", param="mode")
+    hour = gpu_hour_usd if gpu_hour_usd is not None else (gpu.hour_usd if gpu else ZERO)
+    price = gpu_price_usd if gpu_price_usd is not None else (gpu.price_usd if gpu else ZERO)
+    if gpu_power_kw is None:
+        gpu_power_kw = Decimal(repr(gpu.tdp_w)) / 1000 if gpu else Decimal("0.7")
+    if mode == "rent" and hour <= 0:
+        raise InvalidRequest(
+            "renting needs a GPU-hour price (or a catalog GPU)", param="gpu_hour_usd"
+        )
+    if mode == "buy" and price <= 0:
+        raise InvalidRequest("buying needs a GPU price (or a catalog GPU)", param="gpu_price_usd")
+    return SelfHosting(
+        mode="rent" if mode == "rent" else "buy",
+        gpus=gpus,
+        tokens_per_s=tokens_per_s,
+        gpu_hour_usd=hour,
+        gpu_price_usd=price,
+        gpu_power_kw=gpu_power_kw,
+        **rest,
+    )
+
+
+def timeline(
+    hostings: list[SelfHosting], api_usd_per_month: Decimal, months: int
+) -> dict[str, Any]:
+    """Cumulative cost month by month: the API at ``api_usd_per_month``, and each way of
+    self-hosting (capital on day one, then cash each month: depreciation is how the capital
+    is spread in the accounts, not money out)."""
+    if not 1 <= months <= 240:
+        raise InvalidRequest("the horizon must be 1 to 240 months", param="months")
+    axis = list(range(months + 1))
+    lines: dict[str, list[str]] = {
+        "api": [usd_str((api_usd_per_month * m).quantize(_CENT)) for m in axis]
+    }
+    for hosting in hostings:
+        lines[hosting.mode] = [
+            usd_str((hosting.capex_usd + hosting.cash_usd_per_month * m).quantize(_CENT))
+            for m in axis
+        ]
+    return {"months": axis, "cumulative_usd": lines}

@@ -226,3 +226,24 @@ def _share(text: str) -> Decimal:
     if not ZERO <= share <= 1:
         raise ValueError(text)
     return share
+
+
+KINDS = ("price", "switch", "route", "cache", "growth")
+
+
+def scenarios(changes: list[tuple[str, str]], combined: bool = True) -> list[Scenario]:
+    """One scenario per change (``(kind, text)`` in the CLI forms), named ``"kind text"``,
+    plus ``all`` of them together when there are several and ``combined``."""
+    parsed = []
+    for kind, text in changes:
+        if kind not in KINDS:
+            raise InvalidRequest(f"change {kind!r}: choose from {', '.join(KINDS)}", param=kind)
+        parsed.append((f"{kind} {text}", parse_change(kind, text)))
+    if not parsed:
+        raise InvalidRequest(
+            "give at least one change: switch, price, cache, route or growth", param="changes"
+        )
+    out = [Scenario(name, (change,)) for name, change in parsed]
+    if combined and len(parsed) > 1:
+        out.append(Scenario("all", tuple(change for _, change in parsed)))
+    return out
