@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from tokenomy.errors import InvalidRequest
-from tokenomy.gateway.endpoints import ROUTES, Endpoint
+from tokenomy.gateway.endpoints import MAX_JSON_DEPTH, ROUTES, Endpoint, nesting_too_deep
 
 MAX_CUSTOM_ID = 512
 MAX_REPORTED = 5  # problems named in one error message
@@ -72,6 +72,8 @@ def _check_line(raw: bytes, seen: set[str], requests: list[BatchRequest]) -> str
     body = item.get("body")
     if not isinstance(body, dict):
         return "body must be a JSON object"
+    if nesting_too_deep(body):
+        return f"body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
     if body.get("stream") is True:
         return "stream is not supported in a batch"
     seen.add(custom_id)

@@ -129,6 +129,10 @@ def explore_csv(
 
 def distinct_values(conn: sqlite3.Connection, dimension: str, limit: int = 500) -> list[str]:
     """Values a dimension takes in the ledger (for filter suggestions)."""
-    check_dimensions(dimension, {})
+    if dimension not in ROLLUP_DIMENSIONS:  # also "", which check_dimensions lets pass
+        raise InvalidRequest(
+            f"no dimension {dimension!r}; choose from {', '.join(ROLLUP_DIMENSIONS)}",
+            param="dimension",
+        )
     sql = f"SELECT DISTINCT {dimension} FROM rollup_day ORDER BY 1 LIMIT ?"
     return [str(value) for (value,) in conn.execute(sql, (limit,))]

@@ -11,6 +11,8 @@ import hashlib
 import hmac
 import time
 
+from tokenomy.principals.keys import same_secret
+
 COOKIE = "tokenomy_ui"
 LIFETIME_S = 12 * 3600
 _CONTEXT = b"tokenomy-ui-session:"
@@ -33,4 +35,4 @@ def valid(token: str, admin_key: str, now_ms: int | None = None) -> bool:
         return False
     expiry = int(expiry_text)
     now = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    return now < expiry and hmac.compare_digest(mac, _mac(admin_key, expiry))
+    return now < expiry and same_secret(mac, _mac(admin_key, expiry))

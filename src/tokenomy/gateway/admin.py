@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ from tokenomy.errors import (
     error_body,
 )
 from tokenomy.gateway.state import Gateway
+from tokenomy.principals.keys import same_secret
 
 if TYPE_CHECKING:
     from tokenomy.gateway.app import TokenomyApp
@@ -133,7 +133,7 @@ def require_admin(request: Request) -> Gateway:
             code="admin_disabled",
         )
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(), expected):
+    if scheme.lower() != "bearer" or not same_secret(token.strip(), expected):
         raise AuthenticationFailed("admin key missing or wrong", code="invalid_admin_key")
     return gateway
 
@@ -185,7 +185,7 @@ def create_admin_app(owner: TokenomyApp) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         type_ = "invalid_request_error" if exc.status_code < 500 else "server_error"
-        code = "not_found" if exc.status_code == 404 else None
+        code = {404: "not_found", 413: "request_too_large"}.get(exc.status_code)
         return JSONResponse(
             error_body(str(exc.detail), type_, None, code), status_code=exc.status_code
         )

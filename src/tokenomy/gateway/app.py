@@ -10,10 +10,12 @@ from __future__ import annotations
 import gc
 import logging
 
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from tokenomy.config import Settings
-from tokenomy.errors import NotFound
+from tokenomy.errors import NotFound, PayloadTooLarge
 from tokenomy.gateway import proxy
-from tokenomy.gateway.asgi import Receive, Scope, Send, send_error
+from tokenomy.gateway.asgi import Message, Receive, Scope, Send, header_value, send_error
 from tokenomy.gateway.call import new_request_id
 from tokenomy.gateway.endpoints import ROUTES
 from tokenomy.gateway.models_route import list_models
@@ -22,6 +24,7 @@ from tokenomy.telemetry.metrics import serve_metrics
 
 log = logging.getLogger("tokenomy.gateway")
 BATCH_PATHS = ("/v1/files", "/v1/batches", "/v1/jobs/")
+FORM_OVERHEAD = 1 << 20  # multipart framing and fields around an uploaded file
 
 
 class TokenomyApp:
@@ -47,7 +50,7 @@ class TokenomyApp:
                 assert self.gateway is not None, "lifespan did not run"
                 return await serve_metrics(self.gateway, scope, send)
             if path.startswith(BATCH_PATHS):  # the Batch API: multipart uploads, JSON
-                return await self.admin(scope, receive, send)
+                return await self._admin(scope, receive, send)
             if path.startswith("/v1/") and endpoint is None:
                 error = NotFound(
                     f"no route {scope['method']} {path} on this gateway", code="unknown_route"
@@ -55,11 +58,23 @@ class TokenomyApp:
                 return await send_error(send, error, [(b"x-request-id", new_request_id().encode())])
             if scope["method"] in ("POST", "PUT", "PATCH"):
                 _assume_json_body(scope)
-            return await self.admin(scope, receive, send)
+            return await self._admin(scope, receive, send)
         if kind == "lifespan":
             return await self._lifespan(receive, send)
         if kind == "websocket":
             await send({"type": "websocket.close", "code": 1003})
+
+    async def _admin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The admin app, under the same body size limit as the proxy routes (a file upload:
+        the file limit plus room for the form around it); refused before it is read."""
+        limit = self.settings.server.max_body_bytes
+        if scope["path"].startswith("/v1/files"):
+            limit = max(limit, self.settings.batch.max_file_bytes + FORM_OVERHEAD)
+        length = header_value(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            error = PayloadTooLarge(f"request body is larger than {limit} bytes")
+            return await send_error(send, error, [(b"connection", b"close")])
+        await self.admin(scope, bounded(receive, limit), send)
 
     async def startup(self) -> None:
         if self.gateway is None:
@@ -94,6 +109,21 @@ class TokenomyApp:
 
 def create_app(settings: Settings) -> TokenomyApp:
     return TokenomyApp(settings)
+
+
+def bounded(receive: Receive, limit: int) -> Receive:
+    """``receive`` that refuses a body (sent without a length) once it passes ``limit``."""
+    size = 0
+
+    async def receive_bounded() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise StarletteHTTPException(413, f"request body is larger than {limit} bytes")
+        return message
+
+    return receive_bounded
 
 
 def _assume_json_body(scope: Scope) -> None:

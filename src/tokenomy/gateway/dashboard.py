@@ -12,7 +12,6 @@ The API also accepts ``Authorization: Bearer <admin key>`` like ``/admin``.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from tokenomy.dashboard.memo import RollupMemo
 from tokenomy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, TokenomyError
 from tokenomy.gateway.admin import reader
 from tokenomy.gateway.state import Gateway
+from tokenomy.principals.keys import same_secret
 
 log = logging.getLogger("tokenomy.dashboard")
 _EXPLORER_PARAMS = {"range", "bucket", "group_by"}
@@ -78,7 +78,7 @@ def require_ui_admin(request: Request) -> Gateway:
     gateway = _gateway(request)
     key = _admin_key(gateway)
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and hmac.compare_digest(token.strip(), key):
+    if scheme.lower() == "bearer" and same_secret(token.strip(), key):
         return gateway
     cookie = request.cookies.get(session.COOKIE)
     if cookie and session.valid(cookie, key):
@@ -177,7 +177,7 @@ def register_dashboard(app: FastAPI, forecast: ForecastSource | None = None) -> 
             given = orjson.loads(await request.body()).get("key", "")
         except (orjson.JSONDecodeError, AttributeError):
             raise InvalidRequest('send {"key": "<admin key>"}', param="key") from None
-        if not isinstance(given, str) or not hmac.compare_digest(given.strip(), key):
+        if not isinstance(given, str) or not same_secret(given.strip(), key):
             raise AuthenticationFailed("that is not the admin key", code="invalid_admin_key")
         response = JSONResponse({"ok": True})
         response.set_cookie(

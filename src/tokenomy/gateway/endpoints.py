@@ -10,6 +10,37 @@ from tokenomy import tokens
 from tokenomy.errors import InvalidRequest
 from tokenomy.usage import Usage, from_openai_chat, from_openai_responses
 
+# Arrays and objects nested deeper than this are refused: orjson parses 1,024 levels but
+# serializes only 255, and the recursive walks over prompts would exhaust the stack first.
+# OpenAI's own JSON schemas for structured outputs nest at most 10 levels.
+MAX_JSON_DEPTH = 128
+
+
+def nesting_too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep (the
+    value itself is level one). Iterative, level by level: no recursion to exhaust."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _ in range(limit):
+        below: list[Any] = []
+        for node in level:
+            items = node.values() if isinstance(node, dict) else node
+            below.extend(item for item in items if isinstance(item, dict | list))
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def check_nesting(payload: Any, raw: bytes | None = None) -> None:
+    """Refuse JSON nested deeper than :data:`MAX_JSON_DEPTH` with a 400. With the raw
+    bytes, a body with few brackets in all is passed without walking it."""
+    if raw is not None and raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return
+    if nesting_too_deep(payload):
+        raise InvalidRequest(
+            f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep"
+        )
+
 
 def _require_model(payload: dict[str, Any]) -> None:
     model = payload.get("model")

@@ -38,7 +38,7 @@ from tokenomy.gateway.asgi import (
 )
 from tokenomy.gateway.caching import Directive, answer_from_cache, parse_directive
 from tokenomy.gateway.call import Call, new_request_id
-from tokenomy.gateway.endpoints import Endpoint
+from tokenomy.gateway.endpoints import Endpoint, check_nesting
 from tokenomy.gateway.fallback import retriable, serve_with_fallbacks
 from tokenomy.gateway.routes import choose
 from tokenomy.gateway.state import Gateway
@@ -149,6 +149,7 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    check_nesting(payload, body)
     return payload
 
 

@@ -8,6 +8,7 @@ key revoked by another process (the CLI, another replica) stops working within t
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import sqlite3
 import threading
@@ -29,6 +30,15 @@ _COLUMNS = (
 
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+def same_secret(given: str, expected: str) -> bool:
+    """Compare a presented secret with the expected one in constant time, whatever
+    characters it holds (``hmac.compare_digest`` refuses ``str`` with non-ASCII
+    characters: a stray byte in a header must be a 401, not a crash)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass")
+    )
 
 
 class KeyStore:
