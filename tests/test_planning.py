@@ -276,9 +276,9 @@ def test_whatif_reprices_the_azure_trace(tmp_path: Path) -> None:
         _, c, g = line.split(",")
         context, generated = context + int(c), generated + int(g)
     expected = (Decimal(context) * 3 + Decimal(generated) * 15) / Decimal(1_000_000)
-    assert totals["price big:3:15"] == expected.quantize(Decimal("0.01"))
+    assert totals["price big:3:15"] == expected.quantize(Decimal("0.000001"))
     baseline = (Decimal(context) * 2 + Decimal(generated) * 10) / Decimal(1_000_000)
-    assert totals["baseline"] == baseline.quantize(Decimal("0.01"))
+    assert totals["baseline"] == baseline.quantize(Decimal("0.000001"))
     assert abs(totals["growth 2"] - 2 * totals["baseline"]) <= Decimal("0.02")
     assert abs(totals["cache 0.25"] - totals["baseline"] * Decimal("0.75")) <= Decimal("0.02")
     assert totals["switch model=big:small"] < totals["baseline"] / 10

@@ -317,13 +317,9 @@ def _apply_budgets(config_path: str | None, the_plan: Any, result: dict[str, Any
         actor = "cli:plan"
     written = []
     for line, allocated in zip(the_plan.lines, result["allocation"], strict=True):
-        scope = line.scope or {
-            k: v
-            for k, v in (("department", line.department), ("environment", line.environment))
-            if v
-        }
         name = f"plan-{line.name}"
-        book.put(name, {"scope": scope, "period": "month", "limit_usd": allocated["usd"]}, actor)
+        budget = {"scope": line.scope, "period": "month", "limit_usd": allocated["usd"]}
+        book.put(name, budget, actor)
         written.append(name)
     return written
 

@@ -23,7 +23,16 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from tokenomy.dashboard import STATIC_DIR, budget_tree, explorer, overview, ranges, session, tables
+from tokenomy.dashboard import (
+    STATIC_DIR,
+    budget_tree,
+    explorer,
+    overview,
+    planner,
+    ranges,
+    session,
+    tables,
+)
 from tokenomy.dashboard.forecast_slot import ForecastSource
 from tokenomy.dashboard.live import EventStream
 from tokenomy.dashboard.memo import RollupMemo
@@ -158,6 +167,16 @@ def _with_budget_forecasts(
         return [
             {**s, "forecast": _forecast(state.forecast, "budget", conn, s, now_ms)} for s in states
         ]
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the request body is not valid JSON", param="body") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("send a JSON object", param="body")
+    return body
 
 
 def register_dashboard(app: FastAPI, forecast: ForecastSource | None = None) -> None:
@@ -307,3 +326,52 @@ def register_dashboard(app: FastAPI, forecast: ForecastSource | None = None) -> 
     async def events(gw: UiAdmin) -> EventStream:
         """Committed ledger events as server-sent events (``event: usage``)."""
         return EventStream(gw.listeners)
+
+    # -- the Planner: calculators over the planning modules (POST: inputs are documents) --
+
+    @app.get("/ui/api/planner", tags=["dashboard"])
+    def planner_setup(gw: UiAdmin) -> dict[str, Any]:
+        """Catalog models and GPUs, the ledger's API spend, departments, priced models."""
+        with reader(gw) as conn:
+            return planner.setup(conn, gw.catalog)
+
+    @app.post("/ui/api/planner/capacity", tags=["dashboard"])
+    async def planner_capacity(request: Request, gw: UiAdmin) -> dict[str, Any]:
+        """``tokenomy plan capacity`` plus throughput and TPOT over concurrency."""
+        body = await _json_object(request)
+        return await run_in_threadpool(planner.capacity, body)
+
+    @app.post("/ui/api/planner/tco", tags=["dashboard"])
+    async def planner_tco(request: Request, gw: UiAdmin) -> dict[str, Any]:
+        """Rent and buy against the ledger's API spend; cumulative costs by month."""
+        body = await _json_object(request)
+
+        def build() -> dict[str, Any]:
+            with reader(gw) as conn:
+                return planner.tco(body, conn)
+
+        return await run_in_threadpool(build)
+
+    @app.post("/ui/api/planner/allocate", tags=["dashboard"])
+    async def planner_allocate(request: Request, gw: UiAdmin) -> dict[str, Any]:
+        """The allocation LP on a plan (PLAN.yaml's shape); infeasible plans name the
+        conflicting constraints (status ``infeasible``, still a 200: it is an answer)."""
+        body = await _json_object(request)
+
+        def build() -> dict[str, Any]:
+            with reader(gw) as conn:
+                return planner.allocation(body, conn)
+
+        return await run_in_threadpool(build)
+
+    @app.post("/ui/api/planner/whatif", tags=["dashboard"])
+    async def planner_whatif(request: Request, gw: UiAdmin) -> dict[str, Any]:
+        """A ledger period re-priced under alternatives, side by side."""
+        body = await _json_object(request)
+        lookup = planner.price_lookup(gw.catalog)
+
+        def build() -> dict[str, Any]:
+            with reader(gw) as conn:
+                return planner.whatif(body, conn, lookup)
+
+        return await run_in_threadpool(build)

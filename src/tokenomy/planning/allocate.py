@@ -210,6 +210,15 @@ def _optional_usd(raw: Any, key: str) -> Decimal | None:
     return None if value is None else parse_usd(value)
 
 
+def line_scope(item: dict[str, Any]) -> dict[str, str]:
+    """Whose spend a line is: its ``scope``, or else its department and the environment
+    if the line names one (an environment left to its default scopes nothing: traffic
+    without an environment label must still count)."""
+    if item.get("scope"):
+        return {str(k): str(v) for k, v in item["scope"].items()}
+    return {k: str(item[k]) for k in ("department", "environment") if item.get(k)}
+
+
 def _share_or_none(raw: dict[str, Any], key: str) -> float | None:
     value = raw.get(key)
     if value is None or value == "":
@@ -246,7 +255,7 @@ def _parse_plan(raw: dict[str, Any]) -> Plan:
                 min_usd=_optional_usd(item, "min_usd") or Decimal(0),
                 max_usd=_optional_usd(item, "max_usd"),
                 demand_mtok=None if demand in (None, "forecast") else float(demand),
-                scope={str(k): str(v) for k, v in (item.get("scope") or {}).items()},
+                scope=line_scope(item),
             )
         )
     for line in lines:

@@ -29,7 +29,7 @@ from tokenomy.money import MILLION, ZERO, usd_str
 from tokenomy.pricing import PriceSheet
 
 PriceLookup = Callable[[str], PriceSheet | None]
-_CENT = Decimal("0.01")
+_PLACES = Decimal("0.000001")  # to the micro-dollar: small ledgers are not all $0.00
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +133,13 @@ def run(slices: list[Slice], scenarios: list[Scenario], lookup: PriceLookup) -> 
     return {
         "scenarios": list(columns),
         "rows": [
-            {"group": g, **{n: usd_str(c.get(g, ZERO).quantize(_CENT)) for n, c in columns.items()}}
+            {
+                "group": g,
+                **{n: usd_str(c.get(g, ZERO).quantize(_PLACES)) for n, c in columns.items()},
+            }
             for g in groups
         ],
-        "total": {name: usd_str(total.quantize(_CENT)) for name, total in totals.items()},
+        "total": {name: usd_str(total.quantize(_PLACES)) for name, total in totals.items()},
         "change_vs_baseline": {
             name: (
                 round(float((total - baseline_total) / baseline_total), 4)

@@ -7,10 +7,11 @@ import * as budgets from "./pages/budgets.js";
 import * as explorer from "./pages/explorer.js";
 import * as models from "./pages/models.js";
 import * as overview from "./pages/overview.js";
+import * as planner from "./pages/planner.js";
 import * as requests from "./pages/requests.js";
 
-const PAGES = { overview, budgets, explorer, models, requests };
-const TITLES = { overview: "Overview", budgets: "Budgets", explorer: "Explorer", models: "Models", requests: "Requests" };
+const PAGES = { overview, budgets, explorer, models, requests, planner };
+const TITLES = { overview: "Overview", budgets: "Budgets", explorer: "Explorer", models: "Models", requests: "Requests", planner: "Planner" };
 const shell = document.getElementById("shell");
 const login = document.getElementById("login");
 const pageRoot = document.getElementById("page");

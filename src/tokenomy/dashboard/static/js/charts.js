@@ -88,3 +88,67 @@ export function doughnut(canvas, items) {
     },
   });
 }
+
+// Lines over a numeric x axis: datasets [{label, points: [{x, y}], axis: "y"|"y2", color,
+// dashed, marker}]. A dataset with marker: true is drawn as dots only (an operating or
+// break-even point). y and y2 are {title, format}; x is {title, log, format}.
+export function lines(canvas, datasets, { x = {}, y = {}, y2 = null } = {}) {
+  const yFormat = y.format || short;
+  const scales = {
+    x: {
+      type: x.log ? "logarithmic" : "linear",
+      title: { display: Boolean(x.title), text: x.title },
+      grid: { display: false },
+      min: x.min,
+      max: x.max,
+      ticks: { maxRotation: 0, autoSkipPadding: 14, callback: (v) => (x.format || short)(v) },
+    },
+    y: {
+      beginAtZero: true,
+      title: { display: Boolean(y.title), text: y.title },
+      ticks: { callback: (v) => yFormat(v) },
+    },
+  };
+  if (y2) {
+    scales.y2 = {
+      position: "right",
+      beginAtZero: true,
+      title: { display: Boolean(y2.title), text: y2.title },
+      grid: { drawOnChartArea: false },
+      ticks: { callback: (v) => (y2.format || short)(v) },
+    };
+  }
+  const formatOf = (axis) => (axis === "y2" && y2 ? y2.format || short : yFormat);
+  return make(canvas, {
+    type: "line",
+    data: {
+      datasets: datasets.map((d) => ({
+        label: d.label,
+        data: d.points,
+        yAxisID: d.axis || "y",
+        borderColor: d.color || colorOf(d.label),
+        backgroundColor: d.color || colorOf(d.label),
+        borderWidth: 2,
+        borderDash: d.dashed ? [6, 4] : undefined,
+        showLine: !d.marker,
+        pointRadius: d.marker ? 6 : (d.points.length > 16 ? 0 : 2.5),
+        pointStyle: d.marker ? "rectRot" : "circle",
+        tension: 0,
+      })),
+    },
+    options: {
+      parsing: true,
+      interaction: { mode: "nearest", intersect: false },
+      scales,
+      plugins: {
+        legend: { position: "bottom" },
+        tooltip: {
+          callbacks: {
+            title: (items) => (items.length ? `${x.title || "x"}: ${(x.format || short)(items[0].parsed.x)}` : ""),
+            label: (ctx) => `${ctx.dataset.label}: ${formatOf(ctx.dataset.yAxisID)(ctx.parsed.y)}`,
+          },
+        },
+      },
+    },
+  });
+}
