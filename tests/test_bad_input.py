@@ -18,11 +18,9 @@ from hypothesis import strategies as st
 from conftest import ADMIN_KEY, Gateway, MockUpstream, gateway_config, start_gateway, stop
 
 MAX_BODY = 256 * 1024
-ROUTES = {
-    "/v1/chat/completions": {
-        "model": "gpt-4o-mini",
-        "messages": [{"role": "user", "content": "hi"}],
-    },
+CHAT: dict[str, Any] = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+ROUTES: dict[str, dict[str, Any]] = {
+    "/v1/chat/completions": CHAT,
     "/v1/completions": {"model": "gpt-4o-mini", "prompt": "hi"},
     "/v1/embeddings": {"model": "embed-small", "input": "hi"},
     "/v1/responses": {"model": "gpt-4o-mini", "input": "hi"},
@@ -150,7 +148,7 @@ def test_a_deep_but_reasonable_schema_is_served(small_gateway: Gateway, key: str
     for level in range(60):  # 60 object levels: 124 JSON levels in the request
         schema = {"type": "object", "properties": {f"f{level}": schema}}
     turns = [{"role": "user", "content": f"turn {n}"} for n in range(20)]
-    body = {
+    body: dict[str, Any] = {
         "messages": turns,  # enough brackets that the nesting walk runs
         "model": "premium-model",  # renamed for the upstream: the body is re-serialized
         "response_format": {"type": "json_schema", "json_schema": {"name": "s", "schema": schema}},
@@ -178,7 +176,7 @@ def test_a_renamed_model_with_nesting_orjson_cannot_write_is_400_not_500(
 ) -> None:
     """Regression: 256 to 1,024 levels parsed, then failed to serialize for the upstream."""
     body = {
-        **ROUTES["/v1/chat/completions"],
+        **CHAT,
         "model": "premium-model",
         "tools": nested(300, "list"),
     }
@@ -272,7 +270,7 @@ def rss_bytes(pid: int) -> int:
 
 
 def oversized_burst(gateway: Gateway, key: str, count: int, size: int) -> None:
-    body = json.dumps({**ROUTES["/v1/chat/completions"], "user": "x" * size}).encode()
+    body = json.dumps({**CHAT, "user": "x" * size}).encode()
 
     def send(index: int) -> int:
         path = list(ROUTES)[index % len(ROUTES)]
@@ -306,7 +304,7 @@ def test_a_burst_of_oversized_bodies_leaves_memory_flat(small_gateway: Gateway, 
     ok = post(
         small_gateway,
         "/v1/chat/completions",
-        json.dumps(ROUTES["/v1/chat/completions"]).encode(),
+        json.dumps(CHAT).encode(),
         key,
     )
     assert ok.status_code == 200, ok.text

@@ -34,7 +34,9 @@ class Usage:
 
 
 def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+    """A token count as reported, or 0 (negative, boolean and non-integer values are not
+    counts)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
 def _detail(usage: dict[str, Any], details_key: str, key: str) -> int:
@@ -43,22 +45,36 @@ def _detail(usage: dict[str, Any], details_key: str, key: str) -> int:
 
 
 def from_openai_chat(usage: dict[str, Any]) -> Usage:
-    """Chat/completions/embeddings usage: ``prompt_tokens`` already includes cached tokens."""
+    """Chat/completions/embeddings usage: ``prompt_tokens`` already includes cached tokens.
+    A part is never more than its whole (a garbled report must not price negative tokens)."""
+    input_tokens = _int(usage.get("prompt_tokens"))
+    output_tokens = _int(usage.get("completion_tokens"))
     return Usage(
-        input_tokens=_int(usage.get("prompt_tokens")),
-        output_tokens=_int(usage.get("completion_tokens")),
-        cache_read_tokens=_detail(usage, "prompt_tokens_details", "cached_tokens"),
-        reasoning_tokens=_detail(usage, "completion_tokens_details", "reasoning_tokens"),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=min(
+            _detail(usage, "prompt_tokens_details", "cached_tokens"), input_tokens
+        ),
+        reasoning_tokens=min(
+            _detail(usage, "completion_tokens_details", "reasoning_tokens"), output_tokens
+        ),
     )
 
 
 def from_openai_responses(usage: dict[str, Any]) -> Usage:
-    """Responses API usage: ``input_tokens`` includes cached tokens."""
+    """Responses API usage: ``input_tokens`` includes cached tokens (parts capped at their
+    whole, as for chat)."""
+    input_tokens = _int(usage.get("input_tokens"))
+    output_tokens = _int(usage.get("output_tokens"))
     return Usage(
-        input_tokens=_int(usage.get("input_tokens")),
-        output_tokens=_int(usage.get("output_tokens")),
-        cache_read_tokens=_detail(usage, "input_tokens_details", "cached_tokens"),
-        reasoning_tokens=_detail(usage, "output_tokens_details", "reasoning_tokens"),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=min(
+            _detail(usage, "input_tokens_details", "cached_tokens"), input_tokens
+        ),
+        reasoning_tokens=min(
+            _detail(usage, "output_tokens_details", "reasoning_tokens"), output_tokens
+        ),
     )
 
 
