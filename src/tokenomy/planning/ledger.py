@@ -13,6 +13,7 @@ from typing import Any
 from tokenomy.analytics.spend import SpendQuery, query_spend, spend_query
 from tokenomy.errors import InvalidRequest
 from tokenomy.money import MILLION
+from tokenomy.planning.allocate import line_scope
 from tokenomy.planning.whatif import Slice, slices_from_spend
 
 _PRICE_PLACES = Decimal("0.000001")
@@ -54,7 +55,7 @@ class ApiSpend:
             "requests": self.requests,
             "usd_per_mtok": str(self.usd_per_mtok),
             "monthly_mtok": float(self.monthly_tokens / MILLION),
-            "monthly_usd": str(self.monthly_usd.quantize(Decimal("0.01"))),
+            "monthly_usd": str(self.monthly_usd.quantize(Decimal("0.000001"))),
         }
 
 
@@ -70,16 +71,14 @@ def api_spend(conn: sqlite3.Connection, days: int, now: datetime | None = None) 
 def fill_plan(raw: dict[str, Any], conn: sqlite3.Connection, days: int) -> None:
     """``usd_per_mtok: ledger`` and ``demand_mtok: forecast`` in an allocation plan → the
     line's blended price and run rate over the last ``days`` (scaled to 30 days, times the
-    line's ``growth``), by the line's scope."""
+    line's ``growth``), by the line's scope (the one ``--apply`` gives its budget)."""
     start = _since(days)
     for item in raw.get("lines") or []:
         if not isinstance(item, dict):
             continue
         if item.get("usd_per_mtok") != "ledger" and item.get("demand_mtok") != "forecast":
             continue
-        scope = {str(k): str(v) for k, v in (item.get("scope") or {}).items()}
-        if not scope and item.get("department"):
-            scope = {"department": str(item["department"])}
+        scope = line_scope(item)
         result = query_spend(conn, SpendQuery([], start, None, scope))
         tokens = sum(r["input_tokens"] + r["output_tokens"] for r in result["rows"])
         if not tokens:
