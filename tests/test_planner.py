@@ -191,6 +191,10 @@ def test_capacity_endpoint_answers_what_the_cli_prints(gateway: Gateway) -> None
         unbounded = {k: v for k, v in fields.items() if k != "concurrency"}
         assert sweep[-1]["concurrency"] == capacity_cli(unbounded)["max_batch"]
         assert [p["concurrency"] for p in sweep] == sorted({p["concurrency"] for p in sweep})
+        # The operating point is on the curve.
+        served = data["operating_concurrency"]
+        on_curve = next(p for p in sweep if p["concurrency"] == served)
+        assert on_curve["output_tokens_per_s"] == data["report"]["output_tokens_per_s"]
         for point in (sweep[0], sweep[len(sweep) // 2], sweep[-1]):
             at = capacity_cli(unbounded | {"concurrency": str(point["concurrency"])})
             assert point == {k: at[k] for k in point if k != "concurrency"} | {

@@ -72,9 +72,11 @@ def all_tokens_per_s(d: Deployment, w: Workload) -> float:
     return float(point["output_tokens_per_s"]) * (1 + w.isl / w.osl)
 
 
-def concurrency_sweep(d: Deployment, w: Workload, points: int = 16) -> list[dict[str, Any]]:
+def concurrency_sweep(
+    d: Deployment, w: Workload, points: int = 16, include: tuple[int, ...] = ()
+) -> list[dict[str, Any]]:
     """Throughput and latencies from one request up to the most the KV cache holds, at
-    doubling concurrencies (and the maximum itself)."""
+    doubling concurrencies, the maximum itself and any of ``include`` within that range."""
     top = int(predict(d, w)["max_batch"])
     levels: list[int] = []
     level = 1
@@ -82,6 +84,7 @@ def concurrency_sweep(d: Deployment, w: Workload, points: int = 16) -> list[dict
         levels.append(level)
         level *= 2
     levels.append(max(top, 1))
+    levels = sorted(set(levels) | {c for c in include if 1 <= c <= top})
     sweep = []
     for concurrency in levels:
         point = predict(d, w, Target(concurrency=concurrency))

@@ -91,7 +91,7 @@ export function doughnut(canvas, items) {
 
 // Lines over a numeric x axis: datasets [{label, points: [{x, y}], axis: "y"|"y2", color,
 // dashed, marker}]. A dataset with marker: true is drawn as dots only (an operating or
-// break-even point). y and y2 are {title, format}; x is {title, log, format}.
+// break-even point). y and y2 are {title, format, tip}; x is {title, log, format, min, max}.
 export function lines(canvas, datasets, { x = {}, y = {}, y2 = null } = {}) {
   const yFormat = y.format || short;
   const scales = {
@@ -118,7 +118,8 @@ export function lines(canvas, datasets, { x = {}, y = {}, y2 = null } = {}) {
       ticks: { callback: (v) => (y2.format || short)(v) },
     };
   }
-  const formatOf = (axis) => (axis === "y2" && y2 ? y2.format || short : yFormat);
+  // Tooltips may be more exact than the axis ticks (y.tip / y2.tip).
+  const formatOf = (axis) => (axis === "y2" && y2 ? y2.tip || y2.format || short : y.tip || yFormat);
   return make(canvas, {
     type: "line",
     data: {

@@ -53,7 +53,7 @@ function kpi(id, label, shown, raw, sub) {
 }
 
 // A calculator: a form card on the left, its answer on the right (and below).
-function calculator({ id, title, form, submitLabel, url, body, view, autorun }) {
+function calculator({ id, title, form, submitLabel, url, body, view, autorun, wide }) {
   const out = h("div", { class: "planner-out", id: `${id}-out` });
   const run = async (event) => {
     if (event) event.preventDefault();
@@ -80,7 +80,8 @@ function calculator({ id, title, form, submitLabel, url, body, view, autorun }) 
     };
     requestAnimationFrame(start);
   }
-  return h("div", { class: "grid-1-2 planner" }, card(title, form), out);
+  // A wide form (a table of lines) sits above its answer; the others beside it.
+  return h("div", { class: wide ? "planner planner-wide" : "grid-1-2 planner" }, card(title, form), out);
 }
 
 // -- capacity ------------------------------------------------------------------------------
@@ -141,7 +142,7 @@ function capacityView(data) {
       kpi("cap-ttft_ms", "TTFT", ms(r.ttft_ms), r.ttft_ms, "time to first token"),
       kpi("cap-tpot_ms", "TPOT", ms(r.tpot_ms), r.tpot_ms, "time per output token"),
       kpi("cap-max_batch", "Max batch", count(r.max_batch), r.max_batch, "requests the KV cache holds"),
-      r.usd_per_mtok !== undefined ? kpi("cap-usd_per_mtok", "$ / Mtok out", unit(r.usd_per_mtok), r.usd_per_mtok, `at $${r.gpu_hour_usd}/GPU-h`) : null,
+      r.usd_per_mtok !== undefined ? kpi("cap-usd_per_mtok", "$ / Mtok out", unit(r.usd_per_mtok), r.usd_per_mtok, `at ${unit(r.gpu_hour_usd)}/GPU-h`) : null,
       kpi("cap-energy_kwh_per_mtok", "Energy / Mtok", `${fixed(2)(r.energy_kwh_per_mtok)} kWh`, r.energy_kwh_per_mtok, "output tokens"),
       r.gpus_needed !== undefined ? kpi("cap-gpus_needed", "GPUs needed", count(r.gpus_needed), r.gpus_needed, `for ${short(r.traffic_output_tokens_per_s)} tokens/s`) : null),
     card("Throughput and time per token over concurrency", h("div", { class: "chart-box" }, canvas),
@@ -190,7 +191,7 @@ function tcoView(data) {
   if (data.payback) datasets.push({ label: "Buying pays back", points: [{ x: data.payback.months, y: Number(data.payback.usd) }], marker: true, color: "#16a34a" });
   whenAttached(canvas, () => lines(canvas, datasets, {
     x: { title: "Months", format: count, min: 0, max: timeline.months[timeline.months.length - 1] },
-    y: { title: "Cumulative cost", format: usd },
+    y: { title: "Cumulative cost", format: (v) => `$${short(v)}`, tip: usd },
   }));
   const source = apiSide.from_ledger ? `ledger, last ${apiSide.ledger.days} days` : "as given";
   const figures = [
@@ -210,12 +211,12 @@ function tcoView(data) {
       buy ? kpi("tco-break-even", "Break-even (buy)", `${short(buy.break_even_mtok_per_month)} Mtok`, buy.break_even_mtok_per_month, "per month, at the API price") : null),
     card("Cumulative cost: API, renting and buying", h("div", { class: "chart-box" }, canvas),
       { actions: h("span", { class: "muted small" }, `${count(data.tokens_per_s)} tokens/s (${data.throughput_from})`) }),
-    card("Rent or buy", table([
+    card("Rent or buy", h("div", {}, table([
       { label: "Figure", render: (row) => row[0] },
       { label: "Rent", num: true, render: (row) => (rent ? row[2](rent[row[1]]) : "no price") },
       { label: "Buy", num: true, render: (row) => (buy ? row[2](buy[row[1]]) : "no price") },
     ], figures, { class: "figures" }),
-    h("p", { class: "muted small" }, [buy ? `Buying: ${buy.payback_note}.` : "", rent ? ` Renting: ${rent.payback_note}.` : ""].join(""))));
+    h("p", { class: "muted small", id: "tco-notes" }, [buy ? `Buying: ${buy.payback_note}.` : "", rent ? ` Renting: ${rent.payback_note}.` : ""].join("")))));
 }
 
 // -- allocation ----------------------------------------------------------------------------
@@ -224,6 +225,8 @@ const LINE_FIELDS = [
   ["name", "Department", "text"], ["environment", "Env", "env"], ["usd_per_mtok", "$ / Mtok"],
   ["value_per_mtok", "Weight"], ["min_usd", "Min $"], ["max_usd", "Max $"], ["demand_mtok", "Demand Mtok"],
 ];
+
+const PLACEHOLDERS = { value_per_mtok: "1", min_usd: "0", max_usd: "none", demand_mtok: "no cap" };
 
 function startingLines(setup) {
   if (setup.departments.length) {
@@ -242,7 +245,7 @@ function lineRow(line, index, onRemove) {
   return h("tr", { dataset: { row: String(index) } },
     LINE_FIELDS.map(([key, label, kind]) => h("td", {}, kind === "env"
       ? choice(key, [["prod", "prod"], ["dev", "dev"]], line[key] || "prod")
-      : input(key, line[key] || "", { "aria-label": label, inputmode: kind === "text" ? "text" : "decimal", class: `cell-${key}` }))),
+      : input(key, line[key] || "", { "aria-label": label, inputmode: kind === "text" ? "text" : "decimal", class: `cell-${key}`, placeholder: PLACEHOLDERS[key] || "" }))),
     h("td", {}, h("button", { type: "button", class: "small-button", "aria-label": "remove", onclick: onRemove }, "×")));
 }
 
@@ -282,7 +285,7 @@ function allocateTab(setup) {
   };
   return calculator({
     id: "alloc", title: "Split the monthly budget", form, submitLabel: "Allocate", url: "/ui/api/planner/allocate",
-    body: collect, view: allocationView, autorun: true,
+    body: collect, view: allocationView, autorun: true, wide: true,
   });
 }
 
