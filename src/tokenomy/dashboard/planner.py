@@ -166,7 +166,7 @@ def capacity(body: dict[str, Any]) -> dict[str, Any]:
     return {
         "report": report,
         "operating_concurrency": served,
-        "sweep": concurrency_sweep(deployment, workload),
+        "sweep": concurrency_sweep(deployment, workload, include=(int(served),)),
     }
 
 
