@@ -82,6 +82,9 @@ def rejection(client: UpstreamClient, status: int, raw: bytes, headers: Any) -> 
 
         raw = orjson.dumps(anthropic_error_to_openai(status, raw))
     message, type_ = _error_message(raw)
+    secret = client.config.resolved_api_key()
+    if secret and secret in message:  # some providers quote the key they refused
+        message = message.replace(secret, "[redacted]")
     if status in _CLIENT_STATUSES:
         error: TokenomyError = UpstreamRejected(
             f"upstream {client.name!r}: {message}",
