@@ -344,6 +344,12 @@ class Settings(_Frozen):
     batch: BatchConfig = BatchConfig()
     # Budgets applied (created or replaced) at start; the admin API and CLI manage more.
     budgets: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # Shared budget and rate-limit counters for several replicas (absent: in this process).
+    redis: str | None = None
+    # Redis unreachable: refuse requests with a 503 (default) or serve them unenforced.
+    redis_fail_open: bool = False
+    # A budget hold not renewed for this long is dropped (its replica died mid-request).
+    redis_hold_ttl_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
@@ -385,6 +391,12 @@ class Settings(_Frozen):
                     raise ValueError(
                         f"model {model.name!r}: downgrade.{tier} names unknown model {substitute!r}"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> Settings:
+        if self.redis is not None and not self.redis.startswith(("redis://", "rediss://")):
+            raise ValueError("redis must be a redis:// or rediss:// URL")
         return self
 
     @model_validator(mode="after")

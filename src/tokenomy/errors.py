@@ -11,7 +11,8 @@
     ├── UpstreamError                  502     upstream_error          (provider failed / bad body)
     │   ├── UpstreamTimeout            504     upstream_error          (timeout)
     │   └── UpstreamRejected           4xx     the provider's own type (passed through)
-    └── LedgerUnavailable              503     server_error            (usage not recorded)
+    ├── LedgerUnavailable              503     server_error            (usage not recorded)
+    └── RedisUnavailable               503     server_error            (budgets not enforceable)
 
 The gateway answers every failure through :func:`error_body`, never with a bare 500 for input.
 """
@@ -117,6 +118,13 @@ class UpstreamRejected(UpstreamError):
 class LedgerUnavailable(TokenomyError):
     status = 503
     default_code = "ledger_unavailable"
+
+
+class RedisUnavailable(TokenomyError):
+    """The shared budget and rate-limit store cannot be reached (fail closed)."""
+
+    status = 503
+    default_code = "redis_unavailable"
 
 
 class ConfigError(Exception):

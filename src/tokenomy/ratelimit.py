@@ -17,7 +17,9 @@ A request larger than the whole limit can never pass. It is refused with ``limit
 the resource and ``retry_after_s == NEVER_FITS_S``; see ``RateDecision.never_fits``.
 
 Not thread-safe: the gateway calls it from its event loop, where a sync call is atomic.
-Each process counts on its own (several replicas each allow the full limit).
+Each process counts on its own (several replicas each allow the full limit); with
+``redis:`` set the gateway uses :mod:`tokenomy.ratelimit_redis` instead, which runs the same
+algorithm in one Lua script per check and shares the buckets across replicas.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 WINDOW_S = 60.0
 IDLE_FORGET_S = 120.0
@@ -107,7 +110,7 @@ class RateLimiter:
         headers: dict[str, str] = {}
         for name, bucket, limit, _ in limits:
             if limit is not None:
-                headers.update(_headers(name, bucket, limit))
+                headers.update(limit_headers(name, bucket.deficit, bucket.rate, limit))
         return RateDecision(hit is None, headers, wait, hit)
 
     def adjust(self, key_id: str, token_delta: int) -> None:
@@ -155,14 +158,40 @@ def _wait_s(bucket: _Bucket, limit: int, cost: int) -> float:
     return excess / bucket.rate if bucket.rate > 0 else NEVER_FITS_S
 
 
-def _headers(name: str, bucket: _Bucket, limit: int) -> dict[str, str]:
-    remaining = max(0, math.floor(limit - bucket.deficit + _EPSILON))
-    reset = bucket.deficit / bucket.rate if bucket.rate > 0 else 0.0
+def limit_headers(name: str, deficit: float, rate: float, limit: int) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers for one bucket (``name``: requests or tokens)."""
+    remaining = max(0, math.floor(limit - deficit + _EPSILON))
+    reset = deficit / rate if rate > 0 else 0.0
     return {
         f"x-ratelimit-limit-{name}": str(limit),
         f"x-ratelimit-remaining-{name}": str(remaining),
         f"x-ratelimit-reset-{name}": format_duration(reset),
     }
+
+
+class RateLimits(Protocol):
+    """What the gateway asks of a rate limiter (this process's, or one shared in Redis)."""
+
+    async def check(
+        self, key_id: str, rpm: int | None, tpm: int | None, tokens: int
+    ) -> RateDecision: ...
+
+    async def adjust(self, key_id: str, token_delta: int) -> None: ...
+
+
+class LocalRateLimits:
+    """:class:`RateLimiter` behind the async :class:`RateLimits` interface."""
+
+    def __init__(self, limiter: RateLimiter | None = None) -> None:
+        self.limiter = limiter or RateLimiter()
+
+    async def check(
+        self, key_id: str, rpm: int | None, tpm: int | None, tokens: int
+    ) -> RateDecision:
+        return self.limiter.check(key_id, rpm, tpm, tokens)
+
+    async def adjust(self, key_id: str, token_delta: int) -> None:
+        self.limiter.adjust(key_id, token_delta)
 
 
 def format_duration(seconds: float) -> str:

@@ -24,7 +24,7 @@ from tokenomy.budgets.bounds import byte_bound, exact_bound, output_limit
 from tokenomy.budgets.definition import Budget, Threshold
 from tokenomy.budgets.periods import FOREVER_MS, iso_utc, window
 from tokenomy.budgets.store import BudgetStore, CounterKey, Hold, Refusal, ReserveLine
-from tokenomy.errors import BudgetExceeded
+from tokenomy.errors import BudgetExceeded, NotFound
 from tokenomy.money import from_pico, to_pico, usd_str
 from tokenomy.policy import Priority, active_action, decide
 from tokenomy.pricing import Catalog, Model
@@ -205,6 +205,15 @@ class BudgetEnforcer:
         rows = result["rows"]
         tokens = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
         await self.store.load(key, to_pico(Decimal(result["total_cost_usd"])), tokens)
+
+    async def reload(self, key: CounterKey) -> None:
+        """Load one counter from the ledger again (a shared store reconciles, or lost it)."""
+        try:
+            budget = self.book.get(key[0])
+        except NotFound:  # deleted meanwhile: nothing enforces this counter any more
+            await self.store.load(key, 0, 0)
+            return
+        await self._load(budget, key)
 
     def _substitute(self, model: Model, threshold: Threshold) -> Model | None:
         substitute = self.catalog.substitute(model, threshold.to_tier, threshold.to_model)

@@ -35,14 +35,14 @@ def serve(
     log_level: str,
 ) -> None:
     """Run the OpenAI-compatible gateway."""
-    if workers != 1:
+    settings = load(config_path)  # validate before binding anything
+    if workers < 1 or (workers > 1 and settings.redis is None):
         raise click.BadParameter(
             "budgets and rate limits are held in this process's memory, so several workers "
-            "would each allow the full limit; run one worker per gateway until the shared "
-            "(Redis) budget store exists",
+            "would each allow the full limit; set redis: redis://host:6379/0 in the config "
+            "to share them, or run one worker",
             param_hint="--workers",
         )
-    settings = load(config_path)  # validate before binding anything
     from tokenomy.pricing import Catalog
 
     Catalog.from_settings(settings)  # unknown models and prices fail here, not on a request

@@ -290,7 +290,9 @@ async def admit(gateway: Gateway, call: Call) -> None:
     estimate = 0
     if principal.tpm is not None:
         estimate = byte_bound(call.payload) + (output_limit(call.payload) or 0)
-    decision = gateway.rate_limiter.check(principal.key_id, principal.rpm, principal.tpm, estimate)
+    decision = await gateway.rate_limiter.check(
+        principal.key_id, principal.rpm, principal.tpm, estimate
+    )
     call.extra_headers.extend((k.encode(), v.encode()) for k, v in decision.headers.items())
     if not decision.allowed:
         await gateway.enforcer.release(admission)
@@ -368,7 +370,7 @@ async def record(gateway: Gateway, call: Call, event: UsageEvent) -> None:
     if call.admission is not None:
         await gateway.enforcer.settle(call.admission, event.cost_pico, tokens)
     if call.rate_tokens:
-        gateway.rate_limiter.adjust(call.principal.key_id, tokens - call.rate_tokens)
+        await gateway.rate_limiter.adjust(call.principal.key_id, tokens - call.rate_tokens)
         call.rate_tokens = 0
     await gateway.ledger.record(event)
     if gateway.listeners:

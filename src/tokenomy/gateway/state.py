@@ -15,14 +15,16 @@ from tokenomy.batch.service import BatchService
 from tokenomy.budgets.alerts import AlertSender
 from tokenomy.budgets.book import BudgetBook
 from tokenomy.budgets.enforcer import BudgetEnforcer
-from tokenomy.budgets.store import MemoryBudgetStore
+from tokenomy.budgets.redis_store import RedisBudgetStore
+from tokenomy.budgets.store import BudgetStore, MemoryBudgetStore
 from tokenomy.config import Settings
 from tokenomy.gateway.caching import ResponseCache
 from tokenomy.gateway.watch import SpendWatch
 from tokenomy.ledger import LedgerWriter, UsageEvent
 from tokenomy.pricing import Catalog
 from tokenomy.principals import KeyStore
-from tokenomy.ratelimit import RateLimiter
+from tokenomy.ratelimit import LocalRateLimits, RateLimits
+from tokenomy.ratelimit_redis import RedisRateLimiter
 from tokenomy.routing.learned_route import LearnedRoute
 from tokenomy.telemetry import tracing
 from tokenomy.telemetry.metrics import GatewayMetrics
@@ -43,7 +45,7 @@ class Gateway:
     budgets: BudgetBook
     enforcer: BudgetEnforcer
     alerts: AlertSender
-    rate_limiter: RateLimiter
+    rate_limiter: RateLimits
     batch: BatchService  # the Batch API's store and worker pool; deferred jobs
     upstreams: dict[str, UpstreamClient] = field(default_factory=dict)
     # Called with every ledger event once it is committed (metrics, live dashboard feeds).
@@ -55,6 +57,7 @@ class Gateway:
     # Learned route variants' routers and calibration, by the variant config's id().
     learned_routes: dict[int, LearnedRoute] = field(default_factory=dict)
     cache: ResponseCache | None = None
+    shared_budgets: RedisBudgetStore | None = None  # with redis: (several replicas)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def publish(self, event: UsageEvent) -> None:
@@ -73,6 +76,18 @@ class Gateway:
         for name, definition in settings.budgets.items():
             book.put(name, definition, "config")
         alerts = AlertSender()
+        store: BudgetStore = MemoryBudgetStore()
+        rate_limiter: RateLimits = LocalRateLimits()
+        shared_budgets = None
+        if settings.redis is not None:
+            from tokenomy import redis_client
+
+            client = redis_client.connect(settings.redis)
+            fail_open = settings.redis_fail_open
+            store = shared_budgets = RedisBudgetStore(
+                client, settings.redis, settings.redis_hold_ttl_s, fail_open
+            )
+            rate_limiter = RedisRateLimiter(client, settings.redis, fail_open)
         from tokenomy.gateway.routes import load_learned_routes
 
         return cls(
@@ -84,10 +99,11 @@ class Gateway:
             ledger=LedgerWriter(settings.database, settings.ledger.max_batch),
             budgets=book,
             enforcer=BudgetEnforcer(
-                book, MemoryBudgetStore(), catalog, budget_conn, ZoneInfo(settings.timezone), alerts
+                book, store, catalog, budget_conn, ZoneInfo(settings.timezone), alerts
             ),
             alerts=alerts,
-            rate_limiter=RateLimiter(),
+            rate_limiter=rate_limiter,
+            shared_budgets=shared_budgets,
             metrics=GatewayMetrics(tracing.providers(settings)),
             upstreams={
                 name: UpstreamClient(name, config) for name, config in settings.upstreams.items()
@@ -108,6 +124,8 @@ class Gateway:
         if self.cache is not None:
             await self.cache.start()
         self._tasks.append(asyncio.create_task(self._follow_budget_changes()))
+        if self.shared_budgets is not None:
+            self.shared_budgets.start(self.enforcer.reload)
         self.batch.start(self)
         every_s = self.settings.watch.every_s
         if every_s > 0:
@@ -138,6 +156,8 @@ class Gateway:
         for client in self.upstreams.values():
             await client.close()
         await self.alerts.close()
+        if self.shared_budgets is not None:
+            await self.shared_budgets.close()
         if self.cache is not None:
             await self.cache.close()
         await self.ledger.stop()
