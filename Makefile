@@ -6,6 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint bench clean
 
+POSTGRES_TESTS := tests/test_metering_sdk.py tests/test_budgets.py tests/test_reports.py \
+	tests/test_batch.py tests/test_fallbacks.py tests/test_errors.py tests/test_durability.py \
+	tests/test_response_cache.py tests/test_budget_alerts.py tests/test_cli.py \
+	tests/test_routing_strategies.py
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -22,6 +27,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	# The gateway-level tests again with PostgreSQL as the ledger (a fresh database each).
+	TOKENOMY_TEST_DATABASE=postgresql $(BIN)/python -m pytest -q $(POSTGRES_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks scripts

@@ -23,6 +23,12 @@ ADMIN_KEY = "admin-secret"
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
+# `TOKENOMY_TEST_DATABASE=postgresql make test`-style runs: every test gateway gets a
+# fresh PostgreSQL database instead of a SQLite file (the Makefile runs the gateway-level
+# tests both ways; see tests/test_postgres_backend.py for the CI guard).
+POSTGRES_MODE = os.environ.get("TOKENOMY_TEST_DATABASE") == "postgresql"
+POSTGRES_SERVER = os.environ.get("TOKENOMY_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+
 PREMIUM_PRICE = {
     "input_per_mtok": "5.00",
     "cached_input_per_mtok": "2.50",
@@ -92,12 +98,56 @@ def mock_upstream() -> Iterator[MockUpstream]:
     stop(mock.process)
 
 
+def postgres_admin() -> Any:
+    """A connection to the test server's maintenance database; in CI a missing server
+    fails the test, elsewhere it skips it."""
+    import psycopg
+
+    try:
+        return psycopg.connect(f"{POSTGRES_SERVER}/test", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_SERVER}: {exc}")
+
+
+def database_url(db_path: Path) -> str:
+    """A SQLite file, or (PostgreSQL mode) a fresh PostgreSQL database named after it."""
+    if not POSTGRES_MODE:
+        return f"sqlite:///{db_path}"
+    import hashlib
+
+    name = "tok_" + hashlib.sha1(str(db_path).encode()).hexdigest()[:20]
+    with postgres_admin() as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {name}")
+    return f"{POSTGRES_SERVER}/{name}"
+
+
+def ledger_rows(database: str, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+    """Rows (by column name) of a query on a test gateway's database, either engine."""
+    if database.startswith("postgresql://"):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        from tokenomy.postgres import translate
+
+        with psycopg.connect(database, row_factory=dict_row) as pg:
+            return list(pg.execute(translate(sql, bool(params)), params or None).fetchall())
+    conn = sqlite3.connect(database[len("sqlite:///") :])
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
 def gateway_config(db_path: Path, mock: MockUpstream, **extra: Any) -> dict[str, Any]:
     """The standard test deployment: priced, genai-priced, self-hosted, embedding,
     Anthropic and deliberately faulty models, all served by the mock upstream."""
     base = mock.base_url
     config: dict[str, Any] = {
-        "database": f"sqlite:///{db_path}",
+        "database": database_url(db_path),
         "admin_key": ADMIN_KEY,
         "upstreams": {
             "mock": {"base_url": base, "api_key": "none"},
@@ -169,6 +219,7 @@ class Gateway:
     config_path: Path
     db_path: Path
     process: subprocess.Popen[bytes]
+    database: str = ""  # its URL (a SQLite file at db_path, or PostgreSQL)
 
     @property
     def url(self) -> str:
@@ -198,19 +249,39 @@ class Gateway:
         assert response.status_code == 200, response.text
         return str(response.json()["key"])
 
-    def events(self) -> list[sqlite3.Row]:
-        conn = sqlite3.connect(self.db_path)
-        conn.row_factory = sqlite3.Row
-        try:
-            return conn.execute("SELECT * FROM events ORDER BY ts_ms").fetchall()
-        finally:
-            conn.close()
+    def stored_text(self) -> str:
+        """Everything the database holds, as text (to check what is never stored)."""
+        if not self.database.startswith("postgresql://"):
+            return self.db_path.read_bytes().decode("latin-1")
+        tables = ledger_rows(
+            self.database,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        return "\n".join(
+            str(row["t"])
+            for table in tables
+            for row in ledger_rows(
+                self.database, f"SELECT t::text AS t FROM {table['table_name']} t"
+            )
+        )
+
+    def events(self) -> list[Any]:
+        return ledger_rows(self.database, "SELECT * FROM events ORDER BY ts_ms")
 
 
 def start_gateway(tmp_path: Path, config: dict[str, Any], *args: str) -> Gateway:
+    gateway = launch_gateway(tmp_path, config, *args)
+    wait_until_up(f"{gateway.url}/healthz", gateway.process)
+    return gateway
+
+
+def launch_gateway(
+    tmp_path: Path, config: dict[str, Any], *args: str, port: int | None = None
+) -> Gateway:
+    """Start a gateway process without waiting for it to listen."""
     config_path = tmp_path / "tokenomy.yaml"
     config_path.write_text(yaml.safe_dump(config))
-    port = free_port()
+    port = port or free_port()
     env = {**os.environ, "TOKENOMY_CONFIG": "", "TOKENOMY_ADMIN_KEY": ""}
     process = subprocess.Popen(
         [
@@ -230,9 +301,9 @@ def start_gateway(tmp_path: Path, config: dict[str, Any], *args: str) -> Gateway
         cwd=tmp_path,
         start_new_session=True,
     )
-    gateway = Gateway(port, config_path, Path(config["database"][len("sqlite:///") :]), process)
-    wait_until_up(f"{gateway.url}/healthz", process)
-    return gateway
+    url = config["database"]
+    db_path = Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else tmp_path / "pg"
+    return Gateway(port, config_path, db_path, process, url)
 
 
 @pytest.fixture(scope="module")

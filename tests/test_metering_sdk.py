@@ -267,7 +267,7 @@ def test_provider_key_never_leaks(gateway: Gateway) -> None:
         headers={"authorization": "Bearer admin-secret"},
     ).text
     assert "sk-ant-test-secret" not in dump
-    assert "sk-ant-test-secret" not in gateway.db_path.read_bytes().decode("latin-1")
+    assert "sk-ant-test-secret" not in gateway.stored_text()
 
 
 def test_completions_and_streamed_responses_are_metered(gateway: Gateway) -> None:

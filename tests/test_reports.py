@@ -69,7 +69,7 @@ def test_requests_listing_and_detail(gateway: Gateway) -> None:
     detail = gateway.admin("GET", f"/admin/requests/{request_id}").json()
     assert detail["cost_usd"] == raw.headers["x-tokenomy-cost-usd"]
     assert detail["prompt"] is None and detail["completion"] is None  # privacy by default
-    assert "secret prompt text" not in gateway.db_path.read_bytes().decode("latin-1")
+    assert "secret prompt text" not in gateway.stored_text()
     missing = gateway.admin("GET", "/admin/requests/req_nope")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "request_not_found"
 

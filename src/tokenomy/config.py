@@ -353,10 +353,10 @@ class Settings(_Frozen):
 
     @model_validator(mode="after")
     def _check_references(self) -> Settings:
-        from tokenomy.database import sqlite_path
+        from tokenomy.database import check_url
 
         try:
-            sqlite_path(self.database)
+            check_url(self.database)
         except ConfigError as exc:
             raise ValueError(str(exc)) from None
         seen: set[str] = set()

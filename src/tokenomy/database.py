@@ -9,7 +9,10 @@ loss can take back the last commits.
 from __future__ import annotations
 
 import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 from tokenomy.errors import ConfigError
 
@@ -298,14 +301,47 @@ MIGRATIONS: list[tuple[str, str]] = [
 ]
 
 
+class Cursor(Protocol):
+    """What the code uses of a DB-API cursor (SQLite's, or the PostgreSQL adapter's)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """A ledger database connection in autocommit mode; SQL is written in the dialect
+    SQLite and PostgreSQL share (see :mod:`tokenomy.postgres` for the translation)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+    def close(self) -> None: ...
+
+
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+
+
+def check_url(url: str) -> None:
+    """Raise a ConfigError naming what is wrong with a database URL."""
+    if url.startswith(POSTGRES_PREFIXES):
+        return
+    sqlite_path(url)
+
+
 def sqlite_path(url: str) -> str:
     """``sqlite:///./x.db`` → ``./x.db``; ``sqlite:////abs/x.db`` → ``/abs/x.db``;
     ``sqlite://:memory:`` is refused (the ledger must survive the process)."""
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         raise ConfigError(
-            f"database {url!r} is not supported yet: use sqlite:///PATH "
-            "(PostgreSQL arrives with the scale-out backend)"
+            f"database {url!r} is not supported: use sqlite:///PATH or postgresql://..."
         )
     path = url[len(prefix) :]
     if not path or path == ":memory:":
@@ -313,7 +349,43 @@ def sqlite_path(url: str) -> str:
     return path
 
 
-def connect(url: str) -> sqlite3.Connection:
+def dialect(conn: Connection) -> str:
+    """``sqlite`` or ``postgresql``: for the few functions the two spell differently."""
+    return str(getattr(conn, "dialect", "sqlite"))
+
+
+def time_bucket(conn: Connection, fmt: str, seconds: str) -> str:
+    """SQL formatting a Unix-seconds expression as UTC text with a strftime format
+    (``%Y-%m-%d``, ``%Y-%m``, ``%Y-%W``, ``%Y-%m-%dT%H``)."""
+    if dialect(conn) == "sqlite":
+        return f"strftime('{fmt}', {seconds}, 'unixepoch')"
+    pg = fmt.replace("%Y", "YYYY").replace("%m", "MM").replace("%d", "DD")
+    pg = pg.replace("%H", "HH24").replace("%W", "IW").replace("T", '"T"')
+    return f"to_char(to_timestamp({seconds}) AT TIME ZONE 'UTC', '{pg}')"
+
+
+def json_field(conn: Connection, column: str, key_sql: str) -> str:
+    """SQL reading one top-level string field of a JSON text column; ``key_sql`` is a
+    placeholder or literal holding :func:`tag_path`'s key."""
+    if dialect(conn) == "sqlite":
+        return f"json_extract({column}, {key_sql})"
+    return f"(({column})::jsonb ->> {key_sql})"
+
+
+def tag_path(conn: Connection, tag: str, *, literal: bool = False) -> str:
+    """The key of a tag for :func:`json_field`, as a parameter value (or a SQL literal)."""
+    name = tag.replace('"', "").replace("'", "")
+    key = f'$."{name}"' if dialect(conn) == "sqlite" else name
+    return f"'{key}'" if literal else key
+
+
+def connect(url: str) -> Connection:
+    if url.startswith(POSTGRES_PREFIXES):
+        from tokenomy.postgres import PgConnection
+
+        pg = PgConnection(url)
+        migrate_postgres(pg)
+        return pg
     path = sqlite_path(url)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -324,7 +396,7 @@ def connect(url: str) -> sqlite3.Connection:
     return conn
 
 
-def migrate(conn: sqlite3.Connection) -> None:
+def migrate(conn: Connection) -> None:
     conn.execute(
         "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)"
     )
@@ -341,11 +413,40 @@ def migrate(conn: sqlite3.Connection) -> None:
             for statement in sql.split(";"):
                 if statement.strip():
                     conn.execute(statement)
-            conn.execute(
-                "INSERT INTO migrations VALUES (?, CAST(strftime('%s','now') AS INTEGER) * 1000)",
-                (name,),
-            )
+            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, int(time.time() * 1000)))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+_MIGRATION_LOCK = 7_263_548_101  # pg_advisory_lock key: one migrating process at a time
+
+
+def migrate_postgres(conn: Connection) -> None:
+    """The same migrations, with PostgreSQL's column types, under an advisory lock."""
+    from tokenomy.postgres import translate_ddl
+
+    conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+    try:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms BIGINT)"
+        )
+        done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
+        for name, sql in MIGRATIONS:
+            if name in done:
+                continue
+            conn.execute("BEGIN")
+            try:
+                for statement in sql.split(";"):
+                    if statement.strip():
+                        conn.execute(translate_ddl(statement))
+                conn.execute(
+                    "INSERT INTO migrations VALUES (?, ?)", (name, int(time.time() * 1000))
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))

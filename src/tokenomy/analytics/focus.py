@@ -25,7 +25,6 @@ price per million tokens (to 1e-12 USD) and ``x_PriceSource`` says ``ledger``.
 from __future__ import annotations
 
 import calendar
-import sqlite3
 from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,6 +33,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
+from tokenomy.database import Connection
 from tokenomy.ledger.sqlite import ROLLUPS
 from tokenomy.money import ZERO, from_pico, normalize
 from tokenomy.pricing import Catalog, Model
@@ -136,7 +136,7 @@ def _source(start_ms: int, end_ms: int, seconds: int) -> tuple[str, str, int]:
 
 
 def _groups(
-    conn: sqlite3.Connection, start_ms: int, end_ms: int, seconds: int
+    conn: Connection, start_ms: int, end_ms: int, seconds: int
 ) -> Iterator[tuple[Any, ...]]:
     table, column, per_second = _source(start_ms, end_ms, seconds)
     bucket = f"{column} / {per_second * seconds} * {seconds}"
@@ -150,7 +150,7 @@ def _groups(
 
 
 def focus_rows(
-    conn: sqlite3.Connection,
+    conn: Connection,
     catalog: Catalog,
     start_ms: int,
     end_ms: int,

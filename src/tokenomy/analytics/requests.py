@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import orjson
 
 from tokenomy.analytics.spend import GROUPABLE, TIME_BUCKETS
+from tokenomy.database import Connection
 from tokenomy.errors import InvalidRequest, NotFound
 from tokenomy.ledger.sqlite import EVENT_COLUMNS
 from tokenomy.money import from_pico, usd_str
@@ -29,9 +29,7 @@ def _record(row: tuple[Any, ...]) -> dict[str, Any]:
     return record
 
 
-def latest_requests(
-    conn: sqlite3.Connection, limit: int, filters: dict[str, str]
-) -> list[dict[str, Any]]:
+def latest_requests(conn: Connection, limit: int, filters: dict[str, str]) -> list[dict[str, Any]]:
     where, params = [], []
     for name, value in filters.items():
         if name not in GROUPABLE or name in TIME_BUCKETS:
@@ -45,7 +43,7 @@ def latest_requests(
     return [_record(row) for row in conn.execute(sql, [*params, limit])]
 
 
-def request_detail(conn: sqlite3.Connection, request_id: str) -> dict[str, Any]:
+def request_detail(conn: Connection, request_id: str) -> dict[str, Any]:
     row = conn.execute(f"SELECT {_FIELDS} FROM events WHERE id = ?", (request_id,)).fetchone()
     if row is None:
         raise NotFound(

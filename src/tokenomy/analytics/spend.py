@@ -9,12 +9,12 @@ SQLite's 64-bit SUM never overflows and the total stays exact.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from tokenomy.analytics.periods import parse_instant, parse_period, to_ms
+from tokenomy.database import Connection, json_field, tag_path, time_bucket
 from tokenomy.errors import InvalidRequest
 from tokenomy.ledger.event import ROLLUP_DIMENSIONS
 from tokenomy.ledger.sqlite import ROLLUPS
@@ -87,16 +87,15 @@ class SpendQuery:
         return "events", None
 
 
-def _column(name: str, time_column: str | None) -> str:
+def _column(conn: Connection, name: str, time_column: str | None) -> str:
     if name in TIME_BUCKETS:
-        seconds = time_column or "ts_ms / 1000"
-        return f"strftime('{TIME_BUCKETS[name]}', {seconds}, 'unixepoch')"
+        return time_bucket(conn, TIME_BUCKETS[name], time_column or "ts_ms / 1000")
     if name.startswith("tag:"):
-        return f"json_extract(tags, '$.\"{name[4:].replace(chr(34), '')}\"')"
+        return json_field(conn, "tags", tag_path(conn, name[4:], literal=True))
     return name
 
 
-def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
+def query_spend(conn: Connection, query: SpendQuery) -> dict[str, Any]:
     table, time_column = query.source()
     rollups = time_column is not None
     where: list[str] = []
@@ -106,19 +105,20 @@ def query_spend(conn: sqlite3.Connection, query: SpendQuery) -> dict[str, Any]:
             where.append(f"{time_column or 'ts_ms'} {operator} ?")
             params.append(bound // 1000 if rollups else bound)
     for name, value in query.filters.items():
-        where.append(f"{_column(name, time_column)} = ?")
+        where.append(f"{_column(conn, name, time_column)} = ?")
         params.append(value)
     if rollups:
         sums = ", ".join(f"SUM({name})" for name in _SUMS)
         latency = "SUM(latency_ms_sum)"
     else:
         sums = (
-            "COUNT(*), SUM(status >= 400), SUM(estimated), SUM(cache_hit), SUM(input_tokens), "
+            "COUNT(*), SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), SUM(estimated), "
+            "SUM(cache_hit), SUM(input_tokens), "
             "SUM(cache_read_tokens), SUM(cache_write_tokens), SUM(output_tokens), "
             "SUM(reasoning_tokens)"
         )
         latency = "SUM(latency_ms)"
-    groups = [_column(name, time_column) for name in query.group_by]
+    groups = [_column(conn, name, time_column) for name in query.group_by]
     select = ", ".join(
         [
             *groups,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -14,6 +13,7 @@ import orjson
 
 from tokenomy.batch.runner import JOB_PRIORITY, BatchRunner
 from tokenomy.batch.store import ActiveBatch, BatchStore
+from tokenomy.database import Connection
 from tokenomy.gateway.asgi import JSON, send_bytes
 from tokenomy.gateway.endpoints import ROUTES
 
@@ -31,7 +31,7 @@ CALLBACK_TRIES = 3
 
 
 class BatchService:
-    def __init__(self, settings: Settings, conn: sqlite3.Connection) -> None:
+    def __init__(self, settings: Settings, conn: Connection) -> None:
         config = settings.batch
         self.settings = settings
         self.conn = conn

@@ -12,7 +12,6 @@ Times in the API objects are Unix seconds, as OpenAI's are.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from tokenomy.database import Connection
 from tokenomy.errors import NotFound
 from tokenomy.money import from_pico, usd_str
 
@@ -98,7 +98,7 @@ _FILE_COLUMNS = "id, purpose, filename, bytes, created_at"
 class BatchStore:
     """All of the Batch API's state; every method is one short transaction."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
 
@@ -281,7 +281,8 @@ class BatchStore:
         now_ms = int(time.time() * 1000)
         rows = self._run(
             "UPDATE batch_lines SET state = 'running', lease_until = ?, attempts = attempts + 1 "
-            "WHERE rowid IN (SELECT rowid FROM batch_lines WHERE batch_id = ? AND "
+            "WHERE (batch_id, line) IN (SELECT batch_id, line FROM batch_lines "
+            "WHERE batch_id = ? AND "
             "(state = 'pending' OR (state = 'running' AND lease_until < ?)) "
             "AND (SELECT status FROM batches WHERE id = ?) = 'in_progress' "  # not cancelled
             "ORDER BY line LIMIT ?) RETURNING line, custom_id, body, attempts",
@@ -374,7 +375,8 @@ class BatchStore:
     def unfinished(self, batch_id: str) -> tuple[int, int]:
         """(lines pending, lines running)."""
         row = self._one(
-            "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'running'), 0) "
+            "SELECT COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END), 0) "
             "FROM batch_lines WHERE batch_id = ?",
             (batch_id,),
         )

@@ -7,7 +7,6 @@ a revision counter.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from typing import Any
 import orjson
 
 from tokenomy.budgets.definition import SCOPE_FIELDS, Budget, parse_budget
+from tokenomy.database import Connection
 from tokenomy.errors import InvalidRequest, NotFound
 from tokenomy.principals import Principal
 
@@ -24,7 +24,7 @@ _PRINCIPAL_FIELDS = ("tenant", "department", "team", "user", "project", "environ
 
 
 class BudgetBook:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
         self._budgets: dict[str, Budget] = {}

@@ -10,7 +10,6 @@ settle: the actual cost replaces the hold on every budget; alerts fire once per
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,6 +23,7 @@ from tokenomy.budgets.bounds import byte_bound, exact_bound, output_limit
 from tokenomy.budgets.definition import Budget, Threshold
 from tokenomy.budgets.periods import FOREVER_MS, iso_utc, window
 from tokenomy.budgets.store import BudgetStore, CounterKey, Hold, Refusal, ReserveLine
+from tokenomy.database import Connection
 from tokenomy.errors import BudgetExceeded, NotFound
 from tokenomy.money import from_pico, to_pico, usd_str
 from tokenomy.policy import Priority, active_action, decide
@@ -87,7 +87,7 @@ class BudgetEnforcer:
         book: BudgetBook,
         store: BudgetStore,
         catalog: Catalog,
-        conn: sqlite3.Connection,
+        conn: Connection,
         zone: ZoneInfo,
         alerts: AlertSender | None = None,
     ) -> None:

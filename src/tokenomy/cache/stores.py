@@ -4,12 +4,12 @@ replicas share hits). Semantic rows go to SQLite (the vector index is rebuilt fr
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tokenomy import database
+from tokenomy.database import Connection
 
 if TYPE_CHECKING:  # the semantic engine needs numpy (the embeddings extra)
     from tokenomy.cache.semantic import StoredEntry
@@ -63,7 +63,11 @@ class SqliteExactStore:
         def write() -> None:
             with self._write_lock:
                 self._writer.execute(
-                    "INSERT OR REPLACE INTO cache_entries VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO cache_entries VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (digest) DO UPDATE SET tenant = excluded.tenant, "
+                    "model = excluded.model, endpoint = excluded.endpoint, "
+                    "created_ms = excluded.created_ms, expires_ms = excluded.expires_ms, "
+                    "answer = excluded.answer",
                     (digest, *scope, created_ms, expires_ms, answer),
                 )
                 # Expired entries are dropped as new ones arrive (bounded work per write).
@@ -180,7 +184,7 @@ class SqliteSemanticStore:
     """The semantic cache's rows (``CacheStore``), in the ledger's database."""
 
     def __init__(self, url: str) -> None:
-        self._conn: sqlite3.Connection = database.connect(url)
+        self._conn: Connection = database.connect(url)
         self._lock = threading.Lock()
 
     def load(self) -> Iterable[StoredEntry]:
@@ -200,7 +204,11 @@ class SqliteSemanticStore:
         scope = entry.scope
         with self._lock:
             self._conn.execute(
-                "INSERT OR REPLACE INTO semantic_entries VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO semantic_entries VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET tenant = excluded.tenant, "
+                "model = excluded.model, context = excluded.context, text = excluded.text, "
+                "vector = excluded.vector, answer = excluded.answer, "
+                "created_at = excluded.created_at",
                 (
                     entry.key,
                     scope.tenant,

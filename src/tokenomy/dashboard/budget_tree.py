@@ -8,8 +8,9 @@ whose keys all sit in one department belongs to that department, a user to their
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
+
+from tokenomy.database import Connection
 
 # From the most specific selector to the broadest; each implies the ones after it.
 _LEVELS = ("key", "user", "team", "department", "tenant")
@@ -17,7 +18,7 @@ _COLUMNS = {"key": "id", "user": "user", "team": "team", "department": "departme
 _COLUMNS["tenant"] = "tenant"
 
 
-def org_rows(conn: sqlite3.Connection) -> list[dict[str, str]]:
+def org_rows(conn: Connection) -> list[dict[str, str]]:
     sql = "SELECT DISTINCT id, user, team, department, tenant FROM keys WHERE revoked_at IS NULL"
     return [dict(zip(_LEVELS, row, strict=True)) for row in conn.execute(sql)]
 

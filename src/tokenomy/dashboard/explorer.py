@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,6 +18,7 @@ from tokenomy.analytics.spend import SpendQuery, query_spend
 from tokenomy.dashboard import figures
 from tokenomy.dashboard.memo import RollupMemo
 from tokenomy.dashboard.ranges import Window
+from tokenomy.database import Connection
 from tokenomy.errors import InvalidRequest
 from tokenomy.ledger.event import ROLLUP_DIMENSIONS
 
@@ -44,7 +44,7 @@ def check_dimensions(group_by: str | None, filters: dict[str, str]) -> None:
 
 
 def explore(
-    conn: sqlite3.Connection,
+    conn: Connection,
     memo: RollupMemo,
     window: Window,
     group_by: str | None,
@@ -111,7 +111,7 @@ CSV_COLUMNS = (
 
 
 def explore_csv(
-    conn: sqlite3.Connection, window: Window, group_by: str | None, filters: dict[str, str]
+    conn: Connection, window: Window, group_by: str | None, filters: dict[str, str]
 ) -> str:
     """Every bucket and group of the window as CSV rows, in time order (the reports'
     own figures, so a download matches GET /admin/spend)."""
@@ -127,7 +127,7 @@ def explore_csv(
     return buffer.getvalue()
 
 
-def distinct_values(conn: sqlite3.Connection, dimension: str, limit: int = 500) -> list[str]:
+def distinct_values(conn: Connection, dimension: str, limit: int = 500) -> list[str]:
     """Values a dimension takes in the ledger (for filter suggestions)."""
     if dimension not in ROLLUP_DIMENSIONS:  # also "", which check_dimensions lets pass
         raise InvalidRequest(

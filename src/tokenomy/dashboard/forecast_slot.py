@@ -16,13 +16,14 @@ and the overview shows the forecast of a month budget over everything, if there 
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any, Protocol
+
+from tokenomy.database import Connection
 
 
 class ForecastSource(Protocol):
-    def month(self, conn: sqlite3.Connection, now_ms: int) -> dict[str, Any] | None: ...
+    def month(self, conn: Connection, now_ms: int) -> dict[str, Any] | None: ...
 
     def budget(
-        self, conn: sqlite3.Connection, state: dict[str, Any], now_ms: int
+        self, conn: Connection, state: dict[str, Any], now_ms: int
     ) -> dict[str, Any] | None: ...

@@ -15,12 +15,12 @@ remembered is also forgotten after ``max_age_s``.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from tokenomy.database import Connection
 from tokenomy.ledger import UsageEvent
 from tokenomy.ledger.event import ROLLUP_DIMENSIONS
 
@@ -61,7 +61,7 @@ _Key = tuple[str, str | None, tuple[tuple[str, str], ...]]
 
 
 def _query(
-    conn: sqlite3.Connection,
+    conn: Connection,
     bucket: str,
     start_s: int,
     end_s: int,
@@ -132,7 +132,7 @@ class RollupMemo:
 
     def grouped(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         bucket: str,
         start_ms: int,
         end_ms: int,
@@ -155,9 +155,7 @@ class RollupMemo:
             out.update(_query(conn, bucket, closed_s, end_s, group_by, filters))
         return out
 
-    def _closed(
-        self, conn: sqlite3.Connection, key: _Key, start_s: int, end_s: int, size: int
-    ) -> Grouped:
+    def _closed(self, conn: Connection, key: _Key, start_s: int, end_s: int, size: int) -> Grouped:
         bucket, group_by, filters = key
         starts = range(start_s, end_s, size)
         with self._lock:

@@ -3,11 +3,11 @@ day and team; top spenders; savings slots; the forecast slot."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from tokenomy.dashboard import figures, ranges
 from tokenomy.dashboard.memo import RollupMemo, Sums
+from tokenomy.database import Connection
 
 TOP = 5
 _SPLIT = 1_000_000  # pico-dollars per micro-dollar: SQLite sums stay within 64 bits
@@ -73,7 +73,7 @@ def _month_chart(grouped: dict[int, dict[str, Sums]], window: ranges.Window) -> 
     return {"labels": labels, "datasets": datasets}
 
 
-def _savings(conn: sqlite3.Connection, month: ranges.Window, total_pico: int) -> dict[str, Any]:
+def _savings(conn: Connection, month: ranges.Window, total_pico: int) -> dict[str, Any]:
     """The month's savings by source: cache hits (events, by the strategy index) and
     routing (the rest of the rollups' savings)."""
     row = conn.execute(
@@ -92,14 +92,14 @@ def _savings(conn: sqlite3.Connection, month: ranges.Window, total_pico: int) ->
     }
 
 
-def ledger_days(conn: sqlite3.Connection) -> tuple[int, int] | None:
+def ledger_days(conn: Connection) -> tuple[int, int] | None:
     """[first day, last day + 1) of the ledger in epoch ms (None: no events yet)."""
     first, last = conn.execute("SELECT MIN(day), MAX(day) FROM rollup_day").fetchone()
     return None if first is None else (int(first) * 1000, int(last) * 1000 + ranges.DAY_MS)
 
 
 def overview(
-    conn: sqlite3.Connection,
+    conn: Connection,
     memo: RollupMemo,
     now_ms: int,
     budgets: list[dict[str, Any]],

@@ -7,12 +7,12 @@ same functions ``tokenomy plan`` calls; the page only draws what comes back.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from tokenomy.database import Connection
 from tokenomy.errors import InvalidRequest
 from tokenomy.money import MILLION, parse_usd
 from tokenomy.planning import ledger
@@ -129,7 +129,7 @@ def _deployment(body: dict[str, Any]) -> tuple[Deployment, Workload]:
 # -- the calculators -------------------------------------------------------------------------
 
 
-def setup(conn: sqlite3.Connection, prices: Catalog) -> dict[str, Any]:
+def setup(conn: Connection, prices: Catalog) -> dict[str, Any]:
     """What the forms offer: catalog models and GPUs, precisions, the ledger's API spend,
     departments and priced models."""
     found = catalogs()
@@ -170,7 +170,7 @@ def capacity(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def tco(body: dict[str, Any], conn: sqlite3.Connection) -> dict[str, Any]:
+def tco(body: dict[str, Any], conn: Connection) -> dict[str, Any]:
     """Renting and buying the same deployment against the API, and the cumulative costs
     (either way is left out when it has no price: no catalog GPU and none given)."""
     gpus = _required_int(body, "gpus", 8, 1, 100_000)
@@ -254,7 +254,7 @@ def _payback_point(buy: dict[str, Any], api_monthly: Decimal) -> dict[str, Any] 
     return {"months": months, "usd": str(spent.quantize(Decimal("0.01")))}
 
 
-def allocation(body: dict[str, Any], conn: sqlite3.Connection) -> dict[str, Any]:
+def allocation(body: dict[str, Any], conn: Connection) -> dict[str, Any]:
     """A plan in the same shape as ``tokenomy plan allocate``'s PLAN.yaml."""
     if not isinstance(body.get("lines"), list):
         raise InvalidRequest("a plan needs total_usd and a list of lines", param="lines")
@@ -265,7 +265,7 @@ def allocation(body: dict[str, Any], conn: sqlite3.Connection) -> dict[str, Any]
     return {**solve(parse_plan(raw)), "lines": raw["lines"]}
 
 
-def whatif(body: dict[str, Any], conn: sqlite3.Connection, prices: PriceLookup) -> dict[str, Any]:
+def whatif(body: dict[str, Any], conn: Connection, prices: PriceLookup) -> dict[str, Any]:
     """A ledger period re-priced under each change and all together."""
     group_by = _text(body, "group_by", "team")
     if group_by not in GROUPS:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,6 +10,7 @@ from tokenomy.analytics.requests import latest_requests
 from tokenomy.analytics.spend import EVENT_DIMENSIONS
 from tokenomy.dashboard import figures, ranges
 from tokenomy.dashboard.memo import RollupMemo, Sums
+from tokenomy.database import Connection
 from tokenomy.ledger.event import ROLLUP_DIMENSIONS
 from tokenomy.pricing.catalog import Model
 
@@ -19,7 +19,7 @@ REQUEST_FILTERS = (*ROLLUP_DIMENSIONS, *EVENT_DIMENSIONS)
 
 
 def models_page(
-    conn: sqlite3.Connection, memo: RollupMemo, catalog: Iterable[Model], now_ms: int
+    conn: Connection, memo: RollupMemo, catalog: Iterable[Model], now_ms: int
 ) -> dict[str, Any]:
     month = ranges.month(now_ms)
     grouped = memo.grouped(conn, "day", month.start_ms, month.end_ms, "model", now_ms=now_ms)
@@ -44,7 +44,7 @@ def models_page(
 
 
 def requests_page(
-    conn: sqlite3.Connection, limit: int, filters: dict[str, str], store_content: bool
+    conn: Connection, limit: int, filters: dict[str, str], store_content: bool
 ) -> dict[str, Any]:
     rows = latest_requests(conn, limit, filters)
     if not store_content:

@@ -17,7 +17,6 @@ is exceeded one time in twenty by construction); the interval travels in the ale
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Protocol
@@ -25,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from tokenomy.budgets.alerts import AlertEvent
 from tokenomy.budgets.definition import Budget
+from tokenomy.database import Connection
 from tokenomy.forecast.anomaly import WINDOW_MINUTES, Finding, Scan, detect_anomalies
 from tokenomy.forecast.budgets import BudgetForecast, forecast_budgets
 from tokenomy.money import from_pico
@@ -45,9 +45,7 @@ def _targets(budget: Budget) -> list[tuple[str | None, bool]]:
     return sorted(found, key=str) or [(None, False)]
 
 
-def _mark(
-    conn: sqlite3.Connection, name: str, start_ms: int, at: str, now_ms: int, since: int
-) -> bool:
+def _mark(conn: Connection, name: str, start_ms: int, at: str, now_ms: int, since: int) -> bool:
     """Insert the marker unless one for ``name`` and ``at`` starts after ``since``; True
     when this call inserted it (one statement, so two processes cannot both win)."""
     cursor = conn.execute(
@@ -60,7 +58,7 @@ def _mark(
 
 
 def check_forecasts(
-    conn: sqlite3.Connection,
+    conn: Connection,
     budgets: Sequence[Budget],
     zone: ZoneInfo,
     now_ms: int,
@@ -125,7 +123,7 @@ def _fields(principal: dict[str, str]) -> dict[str, str]:
 
 
 def check_anomalies(
-    conn: sqlite3.Connection,
+    conn: Connection,
     budgets: Sequence[Budget],
     zone: ZoneInfo,
     now_ms: int,

@@ -12,13 +12,13 @@ of the baseline, and it is worth at least ``min_usd``.
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from tokenomy.budgets.periods import iso_utc
+from tokenomy.database import Connection
 from tokenomy.money import to_pico, usd_micro
 
 DIMENSIONS = ("user", "key_id", "workflow", "team", "project")
@@ -99,7 +99,7 @@ class Scan:
 
 
 def detect_anomalies(
-    conn: sqlite3.Connection,
+    conn: Connection,
     now_ms: int,
     *,
     window_minutes: int = WINDOW_MINUTES,
@@ -135,7 +135,7 @@ def detect_anomalies(
 
 
 def _scan_dimension(
-    conn: sqlite3.Connection,
+    conn: Connection,
     dimension: str,
     origin: int,
     width: int,
@@ -202,7 +202,7 @@ def _window_rows(dimension: str, scan: Scan) -> tuple[str, list[Any]]:
 
 
 def _top_models(
-    conn: sqlite3.Connection, dimension: str, key: tuple[str, str], scan: Scan
+    conn: Connection, dimension: str, key: tuple[str, str], scan: Scan
 ) -> list[tuple[str, int]]:
     where, bounds = _window_rows(dimension, scan)
     rows = conn.execute(
@@ -214,7 +214,7 @@ def _top_models(
 
 
 def _principals(
-    conn: sqlite3.Connection, dimension: str, key: tuple[str, str], scan: Scan
+    conn: Connection, dimension: str, key: tuple[str, str], scan: Scan
 ) -> list[dict[str, str]]:
     """The principals behind the spike (the biggest spenders first), for the alert's
     reader and for finding the budgets that cover them."""

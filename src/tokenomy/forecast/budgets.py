@@ -16,7 +16,6 @@ Exhaustion times: ``exhausts_at`` is when the point forecast reaches the limit;
 from __future__ import annotations
 
 import math
-import sqlite3
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from tokenomy.analytics.spend import SpendQuery, query_spend
 from tokenomy.budgets.book import scope_filters
 from tokenomy.budgets.definition import Budget
 from tokenomy.budgets.periods import FOREVER_MS, iso_utc, window
+from tokenomy.database import Connection
 from tokenomy.forecast.models import EtsFit, statsmodels_available
 from tokenomy.forecast.series import Series, ledger_series
 from tokenomy.money import to_pico, usd_micro, usd_str
@@ -108,13 +108,13 @@ class _Projection:
 
 
 def forecast_budgets(
-    conn: sqlite3.Connection, budgets: Sequence[Budget], zone: ZoneInfo, now_ms: int
+    conn: Connection, budgets: Sequence[Budget], zone: ZoneInfo, now_ms: int
 ) -> list[BudgetForecast]:
     return [forecast_budget(conn, budget, zone, now_ms) for budget in budgets]
 
 
 def forecast_budget(
-    conn: sqlite3.Connection, budget: Budget, zone: ZoneInfo, now_ms: int, seed: int = 0
+    conn: Connection, budget: Budget, zone: ZoneInfo, now_ms: int, seed: int = 0
 ) -> BudgetForecast:
     start, end = window(budget.period, zone, now_ms, budget.starts_at_ms)
     horizon = min(end, now_ms + TOTAL_HORIZON_MS)
@@ -147,7 +147,7 @@ def forecast_budget(
 
 
 def _project(
-    conn: sqlite3.Connection,
+    conn: Connection,
     filters: dict[str, str],
     now_ms: int,
     horizon: int,

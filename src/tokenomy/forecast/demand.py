@@ -23,11 +23,11 @@ re-picked per evaluated file (that would overstate its skill on held-out data).
 
 from __future__ import annotations
 
-import sqlite3
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
+from tokenomy.database import Connection
 from tokenomy.forecast.models import MODELS, Prediction, seasonal_naive, statsmodels_available
 from tokenomy.forecast.series import Series, ledger_series, read_trace
 
@@ -41,7 +41,7 @@ def demand_from_trace(path: str | Path) -> Series:
 
 
 def demand_from_ledger(
-    conn: sqlite3.Connection, start_ms: int, end_ms: int, filters: dict[str, str] | None = None
+    conn: Connection, start_ms: int, end_ms: int, filters: dict[str, str] | None = None
 ) -> Series:
     """Tokens per minute served through the gateway over [start_ms, end_ms)."""
     return ledger_series(conn, filters or {}, start_ms // 1000, end_ms // 1000, 60, "tokens")

@@ -7,12 +7,12 @@ happened is a zero, not a missing row. Both readers fill those zeros.
 from __future__ import annotations
 
 import csv
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from tokenomy.database import Connection, json_field, tag_path
 from tokenomy.ledger.event import ROLLUP_DIMENSIONS
 from tokenomy.ledger.sqlite import ROLLUPS
 
@@ -75,7 +75,7 @@ def read_trace(path: str | Path, bucket_s: int = 60) -> Series:
 
 
 def ledger_series(
-    conn: sqlite3.Connection,
+    conn: Connection,
     filters: dict[str, str],
     start_s: int,
     end_s: int,
@@ -97,8 +97,8 @@ def ledger_series(
         time_expr = column
     for name, value in filters.items():
         if name.startswith("tag:"):
-            where.append("json_extract(tags, ?) = ?")
-            params += ['$."' + name[4:].replace('"', "") + '"', value]
+            where.append(f"{json_field(conn, 'tags', '?')} = ?")
+            params += [tag_path(conn, name[4:]), value]
         elif name in ROLLUP_DIMENSIONS:
             where.append(f"{name} = ?")
             params.append(value)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from tokenomy import database
 from tokenomy.analytics.requests import latest_requests, request_detail
 from tokenomy.analytics.spend import query_spend, spend_query
+from tokenomy.database import Connection
 from tokenomy.errors import (
     AuthenticationFailed,
     InvalidRequest,
@@ -142,7 +142,7 @@ Admin = Annotated[Gateway, Depends(require_admin)]
 
 
 @contextmanager
-def reader(gateway: Gateway) -> Iterator[sqlite3.Connection]:
+def reader(gateway: Gateway) -> Iterator[Connection]:
     """A connection of its own per admin query: reads never queue behind the writer."""
     conn = database.connect(gateway.settings.database)
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ from tokenomy.budgets.enforcer import BudgetEnforcer
 from tokenomy.budgets.redis_store import RedisBudgetStore
 from tokenomy.budgets.store import BudgetStore, MemoryBudgetStore
 from tokenomy.config import Settings
+from tokenomy.database import Connection
 from tokenomy.gateway.caching import ResponseCache
 from tokenomy.gateway.watch import SpendWatch
 from tokenomy.ledger import LedgerWriter, UsageEvent
@@ -38,8 +38,8 @@ BUDGET_REFRESH_S = 1.0
 class Gateway:
     settings: Settings
     catalog: Catalog
-    conn: sqlite3.Connection
-    budget_conn: sqlite3.Connection
+    conn: Connection
+    budget_conn: Connection
     keys: KeyStore
     ledger: LedgerWriter
     budgets: BudgetBook

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
-from tokenomy.database import ROLLUP_DIMENSION_COLUMNS, ROLLUP_SUM_COLUMNS
+from tokenomy.database import ROLLUP_DIMENSION_COLUMNS, ROLLUP_SUM_COLUMNS, Connection
 from tokenomy.ledger.event import UsageEvent
 
 EVENT_COLUMNS = (
@@ -35,7 +34,7 @@ ROLLUPS = (
 def _upsert_sql(table: str, time_column: str) -> str:
     columns = f"{time_column}, {_DIMENSIONS}, {', '.join(_SUM_COLUMNS)}"
     placeholders = ", ".join("?" * (12 + len(_SUM_COLUMNS)))  # time, 11 dimensions, sums
-    updates = ", ".join(f"{c} = {c} + excluded.{c}" for c in _SUM_COLUMNS)
+    updates = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in _SUM_COLUMNS)
     return (
         f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
         f"ON CONFLICT ({time_column}, {_DIMENSIONS}) DO UPDATE SET {updates}"
@@ -112,11 +111,13 @@ def _rollup_rows(events: Sequence[UsageEvent], bucket_seconds: int) -> list[tupl
         else:
             for index, value in enumerate(increments):
                 row[index] += value
-    return [(*key, *values) for key, values in sums.items()]
+    # In key order: concurrent writers (replicas on PostgreSQL) lock rollup rows in the
+    # same order, so two group commits never deadlock on each other's rows.
+    return [(*key, *values) for key, values in sorted(sums.items())]
 
 
 class SqliteLedgerStore:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
     def write_batch(self, events: Sequence[UsageEvent]) -> None:

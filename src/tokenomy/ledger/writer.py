@@ -76,6 +76,9 @@ class LedgerWriter:
 
     def _checkpoint_loop(self) -> None:
         conn = database.connect(self._url)
+        if database.dialect(conn) != "sqlite":  # only SQLite's WAL needs checkpoints
+            conn.close()
+            return
         try:
             while not self._stopping.wait(CHECKPOINT_EVERY_S):
                 try:
@@ -91,7 +94,8 @@ class LedgerWriter:
     def _run(self, ready: threading.Event, failure: list[BaseException]) -> None:
         try:
             conn = database.connect(self._url)
-            conn.execute("PRAGMA wal_autocheckpoint=0")
+            if database.dialect(conn) == "sqlite":
+                conn.execute("PRAGMA wal_autocheckpoint=0")
             store = SqliteLedgerStore(conn)
         except BaseException as exc:
             failure.append(exc)

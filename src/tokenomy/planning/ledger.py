@@ -4,13 +4,13 @@ as what-if slices. Shared by ``tokenomy plan`` and the dashboard's Planner page.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from tokenomy.analytics.spend import SpendQuery, query_spend, spend_query
+from tokenomy.database import Connection
 from tokenomy.errors import InvalidRequest
 from tokenomy.money import MILLION
 from tokenomy.planning.allocate import line_scope
@@ -59,7 +59,7 @@ class ApiSpend:
         }
 
 
-def api_spend(conn: sqlite3.Connection, days: int, now: datetime | None = None) -> ApiSpend | None:
+def api_spend(conn: Connection, days: int, now: datetime | None = None) -> ApiSpend | None:
     """The ledger's API spend over the last ``days``; None when it recorded no tokens."""
     result = query_spend(conn, SpendQuery([], _since(days, now), None))
     tokens = sum(r["input_tokens"] + r["output_tokens"] for r in result["rows"])
@@ -68,7 +68,7 @@ def api_spend(conn: sqlite3.Connection, days: int, now: datetime | None = None) 
     return ApiSpend(days, Decimal(result["total_cost_usd"]), tokens, result["total_requests"])
 
 
-def fill_plan(raw: dict[str, Any], conn: sqlite3.Connection, days: int) -> None:
+def fill_plan(raw: dict[str, Any], conn: Connection, days: int) -> None:
     """``usd_per_mtok: ledger`` and ``demand_mtok: forecast`` in an allocation plan → the
     line's blended price and run rate over the last ``days`` (scaled to 30 days, times the
     line's ``growth``), by the line's scope (the one ``--apply`` gives its budget)."""
@@ -96,7 +96,7 @@ def fill_plan(raw: dict[str, Any], conn: sqlite3.Connection, days: int) -> None:
             item["demand_mtok"] = tokens / 1e6 * 30 / days * growth
 
 
-def departments(conn: sqlite3.Connection, days: int) -> list[dict[str, Any]]:
+def departments(conn: Connection, days: int) -> list[dict[str, Any]]:
     """Each department's spend, tokens and blended price over the last ``days``."""
     result = query_spend(conn, SpendQuery(["department"], _since(days), None))
     out = []
@@ -116,9 +116,7 @@ def departments(conn: sqlite3.Connection, days: int) -> list[dict[str, Any]]:
     return out
 
 
-def period_slices(
-    conn: sqlite3.Connection, period: str | None, days: int, group_by: str
-) -> list[Slice]:
+def period_slices(conn: Connection, period: str | None, days: int, group_by: str) -> list[Slice]:
     """A ledger period (``2026-11``, ``last-month`` ...) or the last ``days``, as what-if
     slices by ``group_by`` and model."""
     if period:

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 import threading
 import time
 from typing import Any
 
 import orjson
 
+from tokenomy.database import Connection
 from tokenomy.errors import InvalidRequest, NotFound
 from tokenomy.principals.principal import DIMENSIONS, MAX_FIELD, Principal, parse_tags
 
@@ -42,7 +42,7 @@ def same_secret(given: str, expected: str) -> bool:
 
 
 class KeyStore:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self._conn = conn
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Principal | None, float]] = {}
