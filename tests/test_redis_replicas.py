@@ -18,7 +18,6 @@ import itertools
 import os
 import signal
 import socket
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -39,6 +38,7 @@ from conftest import (
     MockUpstream,
     free_port,
     gateway_config,
+    ledger_rows,
     start_gateway,
     stop,
 )
@@ -135,14 +135,12 @@ class Replicas:
         return next(g for g in self.gateways if g.process.poll() is None)
 
     def ledger_pico(self, team: str) -> int:
-        conn = sqlite3.connect(self.any.db_path)
-        try:
-            row = conn.execute(
-                "SELECT COALESCE(SUM(cost_pico), 0) FROM events WHERE team = ?", (team,)
-            ).fetchone()
-        finally:
-            conn.close()
-        return int(row[0])
+        (row,) = ledger_rows(
+            self.any.database,
+            "SELECT COALESCE(SUM(cost_pico), 0) AS spent FROM events WHERE team = ?",
+            (team,),
+        )
+        return int(row["spent"])
 
     def redis_counter(self, budget: str) -> dict[str, int]:
         """The budget's counter fields in Redis, plus its number of holds."""

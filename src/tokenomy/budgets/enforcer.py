@@ -24,7 +24,7 @@ from tokenomy.budgets.definition import Budget, Threshold
 from tokenomy.budgets.periods import FOREVER_MS, iso_utc, window
 from tokenomy.budgets.store import BudgetStore, CounterKey, Hold, Refusal, ReserveLine
 from tokenomy.database import Connection
-from tokenomy.errors import BudgetExceeded, NotFound
+from tokenomy.errors import BudgetExceeded, NotFound, RedisUnavailable
 from tokenomy.money import from_pico, to_pico, usd_str
 from tokenomy.policy import Priority, active_action, decide
 from tokenomy.pricing import Catalog, Model
@@ -309,7 +309,10 @@ class BudgetEnforcer:
         await self.store.settle(admission.hold, cost_pico, tokens)
         for budget, key in admission.lines:
             if budget.has_alerts:
-                await self._alert_if_crossed(budget, key)
+                try:
+                    await self._alert_if_crossed(budget, key)
+                except RedisUnavailable as exc:  # an alert check must never lose the event
+                    log.warning("budget %s: alert check skipped: %s", budget.name, exc.message)
 
     async def release(self, admission: Admission) -> None:
         """A request that ended without a ledger event (an error before the upstream)."""
