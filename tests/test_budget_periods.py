@@ -6,10 +6,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from click.testing import CliRunner
 
 from tokenomy.budgets.periods import FOREVER_MS, window
-from tokenomy.cli.main import cli
 
 PARIS = ZoneInfo("Europe/Paris")
 UTC = ZoneInfo("UTC")
@@ -43,8 +41,3 @@ def test_a_daylight_saving_day_is_23_hours_long_in_local_time() -> None:
 def test_total_counts_from_its_start_and_never_resets() -> None:
     assert window("total", UTC, ms("2026-11-22T00:00:00", UTC)) == (0, FOREVER_MS)
     assert window("total", UTC, 5, starts_at_ms=3) == (3, FOREVER_MS)
-
-
-def test_serve_refuses_several_workers_with_in_memory_budgets() -> None:
-    result = CliRunner().invoke(cli, ["serve", "--workers", "2", "--config", "/nonexistent"])
-    assert result.exit_code == 2 and "several workers" in result.output
