@@ -23,6 +23,7 @@ from conftest import (
     launch_gateway,
     ledger_rows,
     postgres_admin,
+    start_gateway,
     stop,
     wait_until_up,
 )
@@ -143,3 +144,50 @@ def test_pico_dollar_columns_hold_more_than_32_bits(tmp_path: Path, column: str)
         assert total == big and isinstance(total, int)
     finally:
         conn.close()
+
+
+def test_connections_dropped_by_the_server_are_replaced_and_nothing_answered_is_lost(
+    tmp_path: Path, mock_upstream: MockUpstream
+) -> None:
+    url = fresh_database(tmp_path)
+    gateway = start_gateway(
+        tmp_path, {**gateway_config(tmp_path / "unused.db", mock_upstream), "database": url}
+    )
+    try:
+        key = gateway.create_key(team="resilient")
+        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+        answered: list[str] = []
+        statuses: list[int] = []
+
+        def send(count: int) -> None:
+            for _ in range(count):
+                answer = gateway.chat(key, {**body, "max_tokens": 4})
+                statuses.append(answer.status_code)
+                if answer.status_code == 200:
+                    answered.append(answer.headers["x-request-id"])
+
+        send(10)
+        name = url.rsplit("/", 1)[1]
+        with postgres_admin() as admin:  # what a server restart does to its clients
+            dropped = admin.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()
+        assert dropped is not None and dropped[0] >= 2  # the gateway's connections
+        send(20)
+        # Every request after the drop is served (the ledger writer retries on a new
+        # connection) or refused as unrecorded; none is answered and lost.
+        assert statuses.count(200) >= 28 and set(statuses) <= {200, 503}
+        recorded = {row["id"] for row in ledger_rows(url, "SELECT id FROM events")}
+        assert set(answered) <= recorded
+        spend = gateway.admin("GET", "/admin/spend", params={"team": "resilient"}).json()
+        assert spend["total_requests"] == len(recorded)
+        budgets = gateway.admin(
+            "PUT",
+            "/admin/budgets/resilient-month",
+            json={"scope": {"team": "resilient"}, "period": "month", "limit_usd": "5"},
+        )
+        assert budgets.status_code == 200  # the admin API's connection came back too
+    finally:
+        stop(gateway.process)

@@ -28,6 +28,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+_SAFE = ("BEGIN", "SELECT")  # statements safe to run again on a new connection
 _QUOTED_OR_MARK = re.compile(r"'(?:[^']|'')*'|\"[^\"]*\"|\?|%")
 _USER_COLUMN = re.compile(r"(?<![\w.\"'])user(?![\w\"'(])")
 _INSERT_OR_IGNORE = re.compile(r"^\s*INSERT OR IGNORE INTO", re.IGNORECASE)
@@ -87,15 +88,15 @@ class PgCursor:
 
     @property
     def rowcount(self) -> int:
-        return int(self._cursor.rowcount)
+        return int(self._cursor.rowcount) if self._cursor is not None else 0
 
     def fetchone(self) -> Any:
-        if self._cursor.description is None:
+        if self._cursor is None or self._cursor.description is None:
             return None
         return self._cursor.fetchone()
 
     def fetchall(self) -> list[Any]:
-        if self._cursor.description is None:
+        if self._cursor is None or self._cursor.description is None:
             return []
         return list(self._cursor.fetchall())
 
@@ -104,23 +105,69 @@ class PgCursor:
 
 
 class PgConnection:
-    """A PostgreSQL connection that takes the SQLite-flavoured SQL of this code base."""
+    """A PostgreSQL connection that takes the SQLite-flavoured SQL of this code base.
+
+    A connection the server dropped (a restart, a failover, an idle timeout) is replaced
+    by a new one on the next statement, except inside a transaction: its statements fail
+    until the caller's ROLLBACK, so a transaction is never finished half on a new
+    connection (the ledger writer then retries it whole)."""
 
     dialect = "postgresql"
 
     def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn = self._connect()
+        self._in_transaction = False
+
+    def _connect(self) -> Any:
         import psycopg
 
-        self._conn = psycopg.connect(url, autocommit=True)
-        _register_numeric_loader(self._conn)
+        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        _register_numeric_loader(conn)
+        return conn
+
+    def _ready(self, sql: str) -> bool:
+        """Make sure a live connection is there; False when the statement is the
+        ROLLBACK of a transaction the lost connection took with it (nothing to do)."""
+        import psycopg
+
+        word = sql.lstrip()[:8].upper()
+        if not (self._conn.closed or self._conn.broken):
+            return True
+        if self._in_transaction:
+            if word.startswith("ROLLBACK"):
+                self._in_transaction = False
+                self._conn = self._connect()
+                return False
+            raise psycopg.OperationalError("the connection was lost inside a transaction")
+        self._conn = self._connect()
+        return True
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> PgCursor:
         params = tuple(parameters)
-        cursor = self._conn.cursor()
-        cursor.execute(translate(sql, bool(params)), params or None)
+        if not self._ready(sql):
+            return PgCursor(None)
+        word = sql.lstrip()[:8].upper()
+        try:
+            cursor = self._conn.cursor()
+            cursor.execute(translate(sql, bool(params)), params or None)
+        except Exception:
+            # A connection found dead by this statement: a BEGIN or a read did nothing and
+            # is run again on a new one; a write outside a transaction may have run, so
+            # its error goes to the caller.
+            if not self._conn.broken or self._in_transaction or not word.startswith(_SAFE):
+                raise
+            self._conn = self._connect()
+            cursor = self._conn.cursor()
+            cursor.execute(translate(sql, bool(params)), params or None)
+        if word.startswith("BEGIN"):
+            self._in_transaction = True
+        elif word.startswith(("COMMIT", "ROLLBACK")):
+            self._in_transaction = False
         return PgCursor(cursor)
 
     def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> PgCursor:
+        self._ready(sql)
         cursor = self._conn.cursor()
         cursor.executemany(translate(sql, True), [tuple(p) for p in seq_of_parameters])
         return PgCursor(cursor)
