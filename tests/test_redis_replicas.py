@@ -142,6 +142,10 @@ class Replicas:
         )
         return int(row["spent"])
 
+    def ledger_ids(self, team: str) -> set[str]:
+        rows = ledger_rows(self.any.database, "SELECT id FROM events WHERE team = ?", (team,))
+        return {str(row["id"]) for row in rows}
+
     def redis_counter(self, budget: str) -> dict[str, int]:
         """The budget's counter fields in Redis, plus its number of holds."""
         (key,) = self.redis.keys(f"tokenomy:budget:*:{budget}")
@@ -361,6 +365,13 @@ def test_kill_9_mid_race_leaks_holds_only_until_they_expire(replicas: Replicas) 
         assert (counter["rp"], counter["rt"], counter["holds"]) == (0, 0, 0)
         spent = replicas.ledger_pico("crashers")
         assert spent <= limit
+        # Zero acknowledged requests missing: every answered request is in the ledger.
+        answered = {
+            r.headers["x-request-id"]
+            for r in responses
+            if isinstance(r, httpx.Response) and r.status_code == 200
+        }
+        assert answered and answered <= replicas.ledger_ids("crashers")
         assert counter["sp"] == spent  # the victim answered nothing it had not recorded
     finally:  # a new replica takes the victim's place
         (fresh,) = start_replicas(replicas.tmp_path, replicas.config, 1)
