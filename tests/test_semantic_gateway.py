@@ -4,6 +4,7 @@ changes the question; the rows survive a restart."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,37 @@ def test_semantic_entries_survive_a_restart(
         assert cache_of(hit) == "hit-semantic"
     finally:
         gateway.process = restarted.process  # the fixture stops whichever runs
+
+
+def test_replicas_sharing_a_database_share_their_semantic_entries(
+    tmp_path: Path, mock_upstream: MockUpstream
+) -> None:
+    config = gateway_config(tmp_path / "ledger.db", mock_upstream)
+    config["cache"] = {"enabled": True, "semantic": {"enabled": True, "sync_s": 0.2}}
+    replicas = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        replicas.append(start_gateway(tmp_path / name, config))
+    first, second = replicas
+
+    def semantic_entries(gateway: Gateway) -> int:
+        return int(gateway.admin("GET", "/admin/cache").json()["semantic_entries"])
+
+    def wait_for(gateway: Gateway, count: int) -> None:
+        deadline = time.monotonic() + 10
+        while semantic_entries(gateway) != count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert semantic_entries(gateway) == count
+
+    try:
+        key = first.create_key(team="shared")
+        assert cache_of(ask(first, key, "How do I export my invoices?")) == "miss"
+        wait_for(second, 1)  # the other replica takes the entry in within sync_s
+        assert cache_of(ask(second, key, "How can I export my invoices?")) == "hit-semantic"
+        # A purge on one replica empties the other's index too.
+        purged = first.admin("DELETE", "/admin/cache", params={"tenant": "default"})
+        assert purged.status_code == 200 and purged.json()["removed"] >= 1, purged.text
+        wait_for(second, 0)
+    finally:
+        for gateway in replicas:
+            stop(gateway.process)

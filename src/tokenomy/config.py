@@ -265,6 +265,9 @@ class SemanticCacheConfig(_Frozen):
     min_score: float | None = Field(default=None, ge=0, le=1)
     # Per model or route alias: another cosine floor (e.g. stricter for code models).
     thresholds: dict[str, float] = Field(default_factory=dict)
+    # How often a replica takes in the entries others added to (or purged from) the
+    # shared store (the ledger's database).
+    sync_s: float = Field(default=2.0, gt=0)
 
 
 class CacheConfig(_Frozen):

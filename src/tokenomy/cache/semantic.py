@@ -72,7 +72,9 @@ class CacheStore(Protocol):
     ``load`` returns every live row at start; ``put`` and ``delete`` follow each change.
     Keys are unique per store; ``next_key`` lets replicas avoid clashes."""
 
-    def load(self) -> Iterable[StoredEntry]: ...
+    def load(self, keys: Iterable[int] | None = None) -> Iterable[StoredEntry]: ...
+
+    def keys(self) -> Iterable[int]: ...
 
     def put(self, entry: StoredEntry) -> None: ...
 
@@ -386,6 +388,22 @@ class SemanticCache:
         index.remove(key)
         if not len(index):
             del self._indexes[entry.scope]
+
+    def sync(self) -> tuple[int, int]:
+        """Take in what other replicas sharing the store added or removed since the
+        last sync; returns (added, removed)."""
+        if self.store is None:
+            return 0, 0
+        stored = set(self.store.keys())
+        with self._lock:
+            local = set(self._entries)
+            gone = local - stored
+            for key in gone:
+                self._remove(key)
+        new = stored - local
+        if new:
+            self._rebuild(row for row in self.store.load(new) if row.key not in self._entries)
+        return len(new), len(gone)
 
     def _rebuild(self, rows: Iterable[StoredEntry]) -> None:
         with self._lock:

@@ -187,18 +187,32 @@ class SqliteSemanticStore:
         self._conn: Connection = database.connect(url)
         self._lock = threading.Lock()
 
-    def load(self) -> Iterable[StoredEntry]:
+    def load(self, keys: Iterable[int] | None = None) -> Iterable[StoredEntry]:
+        """Every row, or the rows of ``keys``."""
         from tokenomy.cache.semantic import Scope, StoredEntry
 
+        select = (
+            "SELECT key, tenant, model, context, text, vector, answer, created_at "
+            "FROM semantic_entries"
+        )
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT key, tenant, model, context, text, vector, answer, created_at "
-                "FROM semantic_entries"
-            ).fetchall()
+            if keys is None:
+                rows = self._conn.execute(select).fetchall()
+            else:
+                wanted = list(keys)
+                rows = []
+                for start in range(0, len(wanted), 500):
+                    chunk = wanted[start : start + 500]
+                    marks = ", ".join("?" * len(chunk))
+                    rows += self._conn.execute(f"{select} WHERE key IN ({marks})", chunk).fetchall()
         return [
             StoredEntry(key, Scope(tenant, model, context), text, bytes(vector), bytes(answer), at)
             for key, tenant, model, context, text, vector, answer, at in rows
         ]
+
+    def keys(self) -> list[int]:
+        with self._lock:
+            return [row[0] for row in self._conn.execute("SELECT key FROM semantic_entries")]
 
     def put(self, entry: StoredEntry) -> None:
         scope = entry.scope

@@ -14,6 +14,7 @@ be cached. Keys created with ``cache_opt_out`` never touch it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -70,11 +71,24 @@ class ResponseCache:
         self._semantic_store: Any = None
         self.hits = {"exact": 0, "semantic": 0}
         self.misses = 0
+        self._sync_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         if self.config.semantic.enabled:
             loop = asyncio.get_running_loop()
             self.semantic = await loop.run_in_executor(None, self._build_semantic)
+            self._sync_task = asyncio.create_task(self._follow_other_replicas())
+
+    async def _follow_other_replicas(self) -> None:
+        """Entries other replicas add to (or purge from) the shared store reach this one's
+        index within ``semantic.sync_s``."""
+        every = self.config.semantic.sync_s
+        while self.semantic is not None:
+            await asyncio.sleep(every)
+            try:
+                await asyncio.to_thread(self.semantic.sync)
+            except Exception as exc:  # a busy database: the next round catches up
+                log.warning("semantic cache sync failed: %s", exc)
 
     def _build_semantic(self) -> SemanticCache:
         from tokenomy.cache.semantic import DEFAULT_THRESHOLD, SemanticCache
@@ -102,6 +116,10 @@ class ResponseCache:
         )
 
     async def close(self) -> None:
+        if self._sync_task is not None:
+            self._sync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sync_task
         await self.exact.close()
         if self._semantic_store is not None:
             self._semantic_store.close()
