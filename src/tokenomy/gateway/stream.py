@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from typing import Any
 
@@ -84,7 +85,7 @@ class _Relay:
 
     def _translated(self, name: str | None, data: bytes) -> list[bytes]:
         chunks = self.translator.feed_sse(name, data)
-        if self.translator.usage is not None:
+        if self.translator.usage_final:  # message_start's output count is provisional
             self.usage = self.translator.usage
         if self.translator.done:
             self.saw_done = True
@@ -129,7 +130,13 @@ class _Relay:
         it, count what was delivered and flag the event estimated."""
         if self.usage is not None:
             return self.usage, False
-        return self.call.estimated_usage("".join(self.texts)), True
+        estimate = self.call.estimated_usage("".join(self.texts))
+        partial = self.translator.usage if self.translator is not None else None
+        if partial is not None:  # an Anthropic stream cut before its final count: the
+            # input is known exactly, the output is what was delivered
+            output = max(partial.output_tokens, estimate.output_tokens)
+            estimate = dataclasses.replace(partial, output_tokens=output)
+        return estimate, True
 
 
 def _translator(call: Call, kind: str) -> Any:

@@ -37,6 +37,9 @@ from tokenomy.usage import Usage
 
 __all__ = ["AnthropicStreamTranslator"]
 
+# Same code as an OpenAI stream's bad chunk: answered, probably billed, not retried.
+_MALFORMED = "The upstream sent a malformed stream event."
+
 
 class AnthropicStreamTranslator:
     """Translate one Anthropic message stream into OpenAI chat completion chunks."""
@@ -75,9 +78,9 @@ class AnthropicStreamTranslator:
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            raise UpstreamError("The upstream sent a malformed stream event.") from exc
+            raise UpstreamError(_MALFORMED, code="upstream_malformed") from exc
         if not isinstance(parsed, dict):
-            raise UpstreamError("The upstream sent a malformed stream event.")
+            raise UpstreamError(_MALFORMED, code="upstream_malformed")
         return self.feed(event or str(parsed.get("type", "")), parsed)
 
     def feed(self, event_type: str, data: dict[str, Any]) -> list[dict[str, Any]]:
