@@ -50,6 +50,9 @@ UPSTREAM_TIMEOUT_S = 1.0
 CLIENT_TIMEOUT_S = 20.0  # far above the slowest legitimate path (two stalls and a fallback)
 MAX_TOKENS = 6
 LEAVER_MAX_TOKENS = 40  # 4 s at the slow fault's 10 tokens/s: the client leaves after 3
+ABANDONED = 10  # plain slow requests whose client gives up before the answer
+ABANDONED_MAX_TOKENS = 15  # silent for 1.5 s upstream
+ABANDON_AFTER_S = 0.3
 PRICE = {"input_per_mtok": "1.00", "output_per_mtok": "2.00"}
 BACKUP_PRICE = {"input_per_mtok": "3.00", "output_per_mtok": "6.00"}
 TEAM = "storm"
@@ -252,15 +255,38 @@ async def _one(
     return outcome
 
 
-async def _storm(gateway: Gateway, key: str) -> list[Outcome]:
+async def _abandon(client: httpx.AsyncClient, base: str, key: str) -> bool:
+    """A plain request the client gives up on while the gateway waits for the provider;
+    True when it did give up."""
+    body = {
+        "model": "crawler",
+        "messages": [{"role": "user", "content": "an impatient client"}],
+        "max_tokens": ABANDONED_MAX_TOKENS,
+    }
+    try:
+        await client.post(
+            base + "/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}"},
+            timeout=ABANDON_AFTER_S,
+        )
+    except httpx.TimeoutException:
+        return True
+    return False
+
+
+async def _storm(gateway: Gateway, key: str) -> tuple[list[Outcome], list[bool]]:
     limits = httpx.Limits(max_connections=400, max_keepalive_connections=400)
     async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_S, limits=limits) as client:
         tasks = [
             _one(client, gateway.base_url, key, model, stream, leaver)
             for model, stream, leaver in _plan()
         ]
+        gave_up = [_abandon(client, gateway.base_url, key) for _ in range(ABANDONED)]
         # return_exceptions: a client timeout (a hang) is reported with the others below.
-        results = await asyncio.gather(*tasks, return_exceptions=True)
+        results, abandoned = await asyncio.gather(
+            asyncio.gather(*tasks, return_exceptions=True), asyncio.gather(*gave_up)
+        )
     outcomes: list[Outcome] = []
     for (model, stream, leaver), result in zip(_plan(), results, strict=True):
         if isinstance(result, BaseException):
@@ -269,7 +295,7 @@ async def _storm(gateway: Gateway, key: str) -> list[Outcome]:
             outcomes.append(outcome)
         else:
             outcomes.append(result)
-    return outcomes
+    return outcomes, abandoned
 
 
 def _budget(gateway: Gateway, name: str) -> dict[str, Any]:
@@ -278,13 +304,14 @@ def _budget(gateway: Gateway, name: str) -> dict[str, Any]:
     return dict(response.json())
 
 
-def _settled(gateway: Gateway, ids: set[str], timeout: float = 15.0) -> list[Any]:
-    """The storm's ledger events once every request is in it and no hold is left (the
-    events of clients that left are written after they left)."""
+def _settled(gateway: Gateway, ids: set[str], extra: int, timeout: float = 15.0) -> list[Any]:
+    """The storm's ledger events once every request (and ``extra`` more whose ids the
+    client never saw) is in it and no hold is left (the events of clients that left are
+    written after they left)."""
     deadline = time.monotonic() + timeout
     while True:
         rows = [e for e in gateway.events() if e["team"] == TEAM]
-        done = ids <= {e["id"] for e in rows}
+        done = ids <= {e["id"] for e in rows} and len(rows) >= len(ids) + extra
         reserved = Decimal(_budget(gateway, "storm-month")["reserved_usd"])
         if (done and reserved == 0) or time.monotonic() > deadline:
             return rows
@@ -306,7 +333,7 @@ def test_every_request_is_served_or_clearly_refused_and_charged_once(
         assert response.status_code == 200, response.text
 
     started = time.monotonic()
-    outcomes = asyncio.run(asyncio.wait_for(_storm(gateway, key), timeout=90))
+    outcomes, abandoned = asyncio.run(asyncio.wait_for(_storm(gateway, key), timeout=90))
     took = time.monotonic() - started
 
     # Never a hang, never a bare 500, never an unclear answer.
@@ -345,10 +372,18 @@ def test_every_request_is_served_or_clearly_refused_and_charged_once(
     assert not bad, bad[:5]
 
     # The ledger: every request exactly once, the served ones with their status.
-    rows = _settled(gateway, set(ids))
+    assert all(abandoned) and len(abandoned) == ABANDONED  # they gave up before an answer
+    rows = _settled(gateway, set(ids), ABANDONED)
     by_id = {e["id"]: e for e in rows}
     assert len(by_id) == len(rows)
-    assert set(by_id) == set(ids)  # charged once each, nothing extra (no attempt events)
+    # Charged once each, nothing extra (no attempt events); the abandoned requests are
+    # recorded too, charged for the answer the provider gave (or flagged 499).
+    assert set(ids) <= set(by_id)
+    unseen = [by_id[i] for i in set(by_id) - set(ids)]
+    assert len(unseen) == ABANDONED
+    for event in unseen:
+        assert event["model"] == "crawler" and event["stream"] == 0, dict(event)
+        assert event["status"] in (200, 499) and event["cost_pico"] > 0, dict(event)
     for o in outcomes:
         event = by_id[str(o.request_id)]
         if o.served:
