@@ -9,6 +9,7 @@ settle: the actual cost replaces the hold on every budget; alerts fire once per
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class BudgetEnforcer:
         self._fired: set[tuple[str, int, str]] = set()
         self._windows: dict[tuple[str, int | None], tuple[int, int]] = {}
         self._scopes: dict[int, _Scope] = {}
+        self._loading: dict[CounterKey, asyncio.Future[None]] = {}
 
     def _window(self, budget: Budget, now_ms: int) -> tuple[int, int]:
         """The budget's current period, cached until it ends (computing calendar periods in
@@ -180,7 +182,7 @@ class BudgetEnforcer:
             start, end = max(start, window_start), min(end, window_end)
             key = (budget.name, window_start)
             if not self.store.loaded(key):
-                await self._load(budget, key)
+                await self._ensure_loaded(budget, key)
             lines.append((budget, key))
         scope = _Scope(
             budgets=budgets,
@@ -195,13 +197,21 @@ class BudgetEnforcer:
         self._scopes[id(budgets)] = scope
         return scope
 
+    async def _ensure_loaded(self, budget: Budget, key: CounterKey) -> None:
+        """One load per counter, however many requests wait for it: a second load landing
+        after the first requests settled would set spent back to an older ledger sum."""
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = self._loading[key] = asyncio.ensure_future(self._load(budget, key))
+            pending.add_done_callback(lambda _: self._loading.pop(key, None))
+        await asyncio.shield(pending)
+
     async def _load(self, budget: Budget, key: CounterKey) -> None:
         """Rebuild a counter from the ledger (at start, a new period, a new budget)."""
         start, end = window(budget.period, self._zone, key[1], budget.starts_at_ms)
-        result = query_spend(
-            self._conn,
-            SpendQuery([], start, None if end >= FOREVER_MS else end, scope_filters(budget)),
-        )
+        query = SpendQuery([], start, None if end >= FOREVER_MS else end, scope_filters(budget))
+        # Off the event loop: a slow database must not stall the requests in flight.
+        result = await asyncio.to_thread(query_spend, self._conn, query)
         rows = result["rows"]
         tokens = sum(r["input_tokens"] + r["output_tokens"] for r in rows)
         await self.store.load(key, to_pico(Decimal(result["total_cost_usd"])), tokens)
@@ -360,7 +370,7 @@ class BudgetEnforcer:
         start, end = window(budget.period, self._zone, now_ms, budget.starts_at_ms)
         key = (budget.name, start)
         if not self.store.loaded(key):
-            await self._load(budget, key)
+            await self._ensure_loaded(budget, key)
         counter = await self.store.counter(key)
         fraction = _fraction(counter.spent_pico, budget)
         fired = {

@@ -12,6 +12,7 @@ import hmac
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -46,6 +47,8 @@ class KeyStore:
         self._conn = conn
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._refreshing: set[str] = set()
+        self._refresher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenomy-keys")
 
     def create(self, fields: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """Create a key for a principal; returns its public record and the plaintext key,
@@ -81,22 +84,35 @@ class KeyStore:
         return record, key
 
     def authenticate(self, key: str) -> Principal | None:
-        """The principal of a live key, or None. Hot path: a dict lookup when cached."""
+        """The principal of a live key, or None. Hot path: a dict lookup when cached.
+
+        A cached key is re-read in the background once it is half-way to its re-check
+        time, so busy keys never wait for the database (a slow one stalls no request);
+        only a key unseen for RECHECK_SECONDS is read on the request path."""
         digest = hash_key(key)
         cached = self._cache.get(digest)
         now = time.monotonic()
         if cached is not None and now - cached[1] < RECHECK_SECONDS:
+            if now - cached[1] >= RECHECK_SECONDS / 2 and digest not in self._refreshing:
+                self._refreshing.add(digest)
+                self._refresher.submit(self._refresh, digest)
             return cached[0]
-        with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM keys WHERE key_hash = ? AND revoked_at IS NULL",
-                (digest,),
-            ).fetchone()
-        principal = _principal(row) if row else None
-        if len(self._cache) > 100_000:  # bound memory against key-guessing floods
-            self._cache.clear()
-        self._cache[digest] = (principal, now)
-        return principal
+        return self._refresh(digest)
+
+    def _refresh(self, digest: str) -> Principal | None:
+        try:
+            with self._lock:
+                row = self._conn.execute(
+                    f"SELECT {_COLUMNS} FROM keys WHERE key_hash = ? AND revoked_at IS NULL",
+                    (digest,),
+                ).fetchone()
+            principal = _principal(row) if row else None
+            if len(self._cache) > 100_000:  # bound memory against key-guessing floods
+                self._cache.clear()
+            self._cache[digest] = (principal, time.monotonic())
+            return principal
+        finally:
+            self._refreshing.discard(digest)
 
     def principal(self, key_id: str) -> Principal | None:
         """The principal of a live key by its id (work queued under a key runs as it)."""
