@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -384,7 +384,7 @@ def connect(url: str) -> Connection:
         from tokenomy.postgres import PgConnection
 
         pg = PgConnection(url)
-        migrate_postgres(pg)
+        migrate(pg)
         return pg
     path = sqlite_path(url)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -396,51 +396,38 @@ def connect(url: str) -> Connection:
     return conn
 
 
-def migrate(conn: Connection) -> None:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)"
-    )
-    done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
-    for name, sql in MIGRATIONS:
-        if name in done:
-            continue
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have applied it while we waited for the write lock.
-            if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
-                conn.execute("COMMIT")
-                continue
-            for statement in sql.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute("INSERT INTO migrations VALUES (?, ?)", (name, int(time.time() * 1000)))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
 _MIGRATION_LOCK = 7_263_548_101  # pg_advisory_lock key: one migrating process at a time
 
 
-def migrate_postgres(conn: Connection) -> None:
-    """The same migrations, with PostgreSQL's column types, under an advisory lock."""
-    from tokenomy.postgres import translate_ddl
+def migrate(conn: Connection) -> None:
+    """Apply the migrations not yet applied, each in its own transaction. Several
+    processes may start at once: SQLite's write lock (BEGIN IMMEDIATE) or PostgreSQL's
+    advisory lock lets one apply a migration; the others then find it done. On
+    PostgreSQL the statements get its column types (:func:`tokenomy.postgres.translate_ddl`)."""
+    postgres = dialect(conn) == "postgresql"
+    ddl: Callable[[str], str] = lambda statement: statement  # noqa: E731
+    if postgres:
+        from tokenomy.postgres import translate_ddl
 
-    conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+        ddl = translate_ddl
+        conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
     try:
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms BIGINT)"
+            ddl("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)")
         )
         done = {row[0] for row in conn.execute("SELECT name FROM migrations")}
         for name, sql in MIGRATIONS:
             if name in done:
                 continue
-            conn.execute("BEGIN")
+            conn.execute("BEGIN IMMEDIATE")
             try:
+                # Another process may have applied it while we waited for the write lock.
+                if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
+                    conn.execute("COMMIT")
+                    continue
                 for statement in sql.split(";"):
                     if statement.strip():
-                        conn.execute(translate_ddl(statement))
+                        conn.execute(ddl(statement))
                 conn.execute(
                     "INSERT INTO migrations VALUES (?, ?)", (name, int(time.time() * 1000))
                 )
@@ -449,4 +436,5 @@ def migrate_postgres(conn: Connection) -> None:
                 conn.execute("ROLLBACK")
                 raise
     finally:
-        conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
+        if postgres:
+            conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))
