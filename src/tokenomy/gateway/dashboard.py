@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -36,6 +37,7 @@ from tokenomy.dashboard import (
 from tokenomy.dashboard.forecast_slot import ForecastSource
 from tokenomy.dashboard.live import EventStream
 from tokenomy.dashboard.memo import RollupMemo
+from tokenomy.database import Connection
 from tokenomy.errors import AuthenticationFailed, InvalidRequest, PermissionDenied, TokenomyError
 from tokenomy.gateway.admin import reader
 from tokenomy.gateway.state import Gateway
@@ -345,33 +347,30 @@ def register_dashboard(app: FastAPI, forecast: ForecastSource | None = None) -> 
     async def planner_tco(request: Request, gw: UiAdmin) -> dict[str, Any]:
         """Rent and buy against the ledger's API spend; cumulative costs by month."""
         body = await _json_object(request)
-
-        def build() -> dict[str, Any]:
-            with reader(gw) as conn:
-                return planner.tco(body, conn)
-
-        return await run_in_threadpool(build)
+        return await _on_ledger(gw, lambda conn: planner.tco(body, conn))
 
     @app.post("/ui/api/planner/allocate", tags=["dashboard"])
     async def planner_allocate(request: Request, gw: UiAdmin) -> dict[str, Any]:
         """The allocation LP on a plan (PLAN.yaml's shape); infeasible plans name the
         conflicting constraints (status ``infeasible``, still a 200: it is an answer)."""
         body = await _json_object(request)
-
-        def build() -> dict[str, Any]:
-            with reader(gw) as conn:
-                return planner.allocation(body, conn)
-
-        return await run_in_threadpool(build)
+        return await _on_ledger(gw, lambda conn: planner.allocation(body, conn))
 
     @app.post("/ui/api/planner/whatif", tags=["dashboard"])
     async def planner_whatif(request: Request, gw: UiAdmin) -> dict[str, Any]:
         """A ledger period re-priced under alternatives, side by side."""
         body = await _json_object(request)
         lookup = planner.price_lookup(gw.catalog)
+        return await _on_ledger(gw, lambda conn: planner.whatif(body, conn, lookup))
 
-        def build() -> dict[str, Any]:
-            with reader(gw) as conn:
-                return planner.whatif(body, conn, lookup)
 
-        return await run_in_threadpool(build)
+async def _on_ledger(
+    gateway: Gateway, compute: Callable[[Connection], dict[str, Any]]
+) -> dict[str, Any]:
+    """``compute`` on a read connection to the ledger, in a worker thread."""
+
+    def run() -> dict[str, Any]:
+        with reader(gateway) as conn:
+            return compute(conn)
+
+    return await run_in_threadpool(run)
