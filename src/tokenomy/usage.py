@@ -47,34 +47,25 @@ def _detail(usage: dict[str, Any], details_key: str, key: str) -> int:
 def from_openai_chat(usage: dict[str, Any]) -> Usage:
     """Chat/completions/embeddings usage: ``prompt_tokens`` already includes cached tokens.
     A part is never more than its whole (a garbled report must not price negative tokens)."""
-    input_tokens = _int(usage.get("prompt_tokens"))
-    output_tokens = _int(usage.get("completion_tokens"))
-    return Usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=min(
-            _detail(usage, "prompt_tokens_details", "cached_tokens"), input_tokens
-        ),
-        reasoning_tokens=min(
-            _detail(usage, "completion_tokens_details", "reasoning_tokens"), output_tokens
-        ),
-    )
+    return _openai_shape(usage, "prompt_tokens", "completion_tokens")
 
 
 def from_openai_responses(usage: dict[str, Any]) -> Usage:
     """Responses API usage: ``input_tokens`` includes cached tokens (parts capped at their
     whole, as for chat)."""
-    input_tokens = _int(usage.get("input_tokens"))
-    output_tokens = _int(usage.get("output_tokens"))
+    return _openai_shape(usage, "input_tokens", "output_tokens")
+
+
+def _openai_shape(usage: dict[str, Any], input_name: str, output_name: str) -> Usage:
+    input_tokens = _int(usage.get(input_name))
+    output_tokens = _int(usage.get(output_name))
+    cached = _detail(usage, f"{input_name}_details", "cached_tokens")
+    reasoning = _detail(usage, f"{output_name}_details", "reasoning_tokens")
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cache_read_tokens=min(
-            _detail(usage, "input_tokens_details", "cached_tokens"), input_tokens
-        ),
-        reasoning_tokens=min(
-            _detail(usage, "output_tokens_details", "reasoning_tokens"), output_tokens
-        ),
+        cache_read_tokens=min(cached, input_tokens),
+        reasoning_tokens=min(reasoning, output_tokens),
     )
 
 
