@@ -410,6 +410,9 @@ def test_redis_down_fails_closed_with_503_unless_failing_open(
             assert error["code"] == "redis_unavailable"
             assert "Redis at 127.0.0.1" in error["message"]
             assert gateway.events() == []  # never reached the upstream
+        # Monitoring keeps working: the budget gauges are left out, the rest is served.
+        metrics = gateway.admin("GET", "/metrics")
+        assert metrics.status_code == 200 and "tokenomy_requests_total" in metrics.text
     finally:
         stop(gateway.process)
 

@@ -202,7 +202,13 @@ class BudgetGauges:
         self._states: list[dict[str, Any]] = []
 
     async def refresh(self, enforcer: BudgetEnforcer, budgets: Iterable[Budget]) -> None:
-        self._states = [await enforcer.state(budget) for budget in budgets]
+        states = []
+        for budget in budgets:
+            try:
+                states.append(await enforcer.state(budget))
+            except TokenomyError:  # its counter cannot be read now (Redis down): left out
+                continue
+        self._states = states
 
     def collect(self) -> Iterator[Metric]:
         label = ("budget",)
