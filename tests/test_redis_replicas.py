@@ -184,7 +184,7 @@ class Replicas:
             else:
                 time.sleep(0.02)
         elapsed = time.monotonic() - started
-        assert not waiting and elapsed < 1.5, f"{name}: replicas still behind after {elapsed}s"
+        assert not waiting and elapsed < 1.0, f"{name}: replicas still behind after {elapsed}s"
         return elapsed
 
     def state(self, gateway: Gateway, name: str) -> dict[str, Any]:

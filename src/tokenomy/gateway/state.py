@@ -31,7 +31,7 @@ from tokenomy.telemetry.metrics import GatewayMetrics
 from tokenomy.upstream.client import UpstreamClient
 
 log = logging.getLogger("tokenomy.gateway")
-BUDGET_REFRESH_S = 1.0
+BUDGET_REFRESH_S = 0.5  # a change made elsewhere applies here within a second
 
 
 @dataclass
@@ -142,8 +142,8 @@ class Gateway:
         """Budgets changed by the CLI or another replica apply within a second."""
         while True:
             await asyncio.sleep(BUDGET_REFRESH_S)
-            try:
-                self.budgets.refresh_if_changed()
+            try:  # in a thread: a slow database must not stall requests
+                await asyncio.to_thread(self.budgets.refresh_if_changed)
             except Exception as exc:  # a locked database: try again next round
                 log.warning("could not refresh budgets: %s", exc)
 
