@@ -18,6 +18,7 @@ import itertools
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -49,6 +50,7 @@ PICO = Decimal(10) ** 12
 REDIS_DB = 11  # the response cache tests use 13
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 HOLD_TTL_S = 4.0
+REDIS_NO_DISK = ("--save", "", "--appendonly", "no")  # a restart forgets every counter
 LAG_MS = 2000  # the "lagging" model's upstream latency: requests still in flight at the kill
 
 
@@ -448,3 +450,83 @@ def _children(pid: int) -> list[int]:
                 if int(fields[1]) == pid:
                     found.append(int(entry.name))
     return found
+
+
+def test_a_redis_restart_under_load_loses_no_answered_request(
+    tmp_path: Path, mock_upstream: MockUpstream
+) -> None:
+    """A private Redis killed and restarted (empty, like one without persistence) while
+    requests flow: the outage answers 503, service comes back by itself, every answered
+    request is in the ledger, and the lost counter is rebuilt from the ledger."""
+    port = free_port()
+
+    def start_redis() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [*("redis-server", "--port", str(port), "--bind", "127.0.0.1"), *REDIS_NO_DISK],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with contextlib.suppress(redis.ConnectionError):
+                if client.ping():
+                    return process
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    server = start_redis()
+    config = gateway_config(
+        tmp_path / "ledger.db", mock_upstream, redis=f"redis://127.0.0.1:{port}/0"
+    )
+    gateway = start_gateway(tmp_path, config)
+    outcomes: list[tuple[float, int, str]] = []
+    try:
+        key = gateway.create_key(team="weathered")
+        budget = {"scope": {"team": "weathered"}, "period": "month", "limit_usd": "10"}
+        assert gateway.admin("PUT", "/admin/budgets/weathered", json=budget).status_code == 200
+        stop_at = time.monotonic() + 7
+
+        def load() -> None:
+            with httpx.Client(timeout=30) as client:
+                while time.monotonic() < stop_at:
+                    answer = client.post(
+                        gateway.base_url + "/chat/completions",
+                        json={"model": "gpt-4o-mini", "messages": HI, "max_tokens": 5},
+                        headers={"authorization": f"Bearer {key}"},
+                    )
+                    outcomes.append(
+                        (time.monotonic(), answer.status_code, answer.headers["x-request-id"])
+                    )
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        time.sleep(2)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        down_at = time.monotonic()
+        time.sleep(1.5)
+        server = start_redis()
+        up_at = time.monotonic()
+        for worker in workers:
+            worker.join()
+        statuses = Counter(status for _, status, _ in outcomes)
+        assert set(statuses) <= {200, 503}, statuses
+        assert statuses[503] > 0  # the outage was seen (fail closed)
+        assert any(status == 200 and at > up_at + 1 for at, status, _ in outcomes)
+        assert any(status == 200 and at < down_at for at, status, _ in outcomes)
+        answered = {rid for _, status, rid in outcomes if status == 200}
+        recorded = ledger_rows(
+            gateway.database, "SELECT id, cost_pico FROM events WHERE team = ?", ("weathered",)
+        )
+        assert answered <= {row["id"] for row in recorded}
+        # The empty Redis got its counter back from the ledger: spent is the ledger's.
+        state = gateway.admin("GET", "/admin/budgets/weathered").json()
+        spent = sum(int(row["cost_pico"]) for row in recorded)
+        assert Decimal(state["spent_usd"]) == Decimal(spent) / PICO
+        assert Decimal(state["reserved_usd"]) == 0
+    finally:
+        stop(gateway.process)
+        stop(server)
