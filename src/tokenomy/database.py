@@ -298,6 +298,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX batch_lines_state ON batch_lines (state, batch_id)
         """,
     ),
+    (
+        # Candidate self-hosted models measured by `tokenomy distill` / `quantize-eval`
+        # (tokenomy.model.candidates); money as decimal text, the full report as JSON.
+        "0009_model_candidates",
+        """
+        CREATE TABLE model_candidates (
+            name TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            task TEXT NOT NULL,
+            path TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            params INTEGER NOT NULL,
+            layers INTEGER NOT NULL,
+            hidden INTEGER NOT NULL,
+            heads INTEGER NOT NULL,
+            kv_heads INTEGER NOT NULL,
+            head_dim INTEGER NOT NULL,
+            vocab INTEGER NOT NULL,
+            weights TEXT NOT NULL,
+            gpu TEXT NOT NULL,
+            isl INTEGER NOT NULL,
+            osl INTEGER NOT NULL,
+            usd_per_mtok TEXT,
+            usd_per_mtok_all_tokens TEXT,
+            quality_metric TEXT NOT NULL,
+            quality REAL NOT NULL,
+            base_quality REAL,
+            cpu_tokens_per_s REAL,
+            report TEXT NOT NULL,
+            created_at INTEGER NOT NULL
+        )
+        """,
+    ),
 ]
 
 

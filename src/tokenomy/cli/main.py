@@ -10,6 +10,7 @@ from tokenomy.cli.cache import cache
 from tokenomy.cli.export import export
 from tokenomy.cli.forecast import forecast
 from tokenomy.cli.keys import keys
+from tokenomy.cli.model import candidates_group, distill, quantize_eval
 from tokenomy.cli.plan import bench, plan
 from tokenomy.cli.report import report
 from tokenomy.cli.router import router
@@ -32,6 +33,9 @@ cli.add_command(router)
 cli.add_command(cache)
 cli.add_command(plan)
 cli.add_command(bench)
+cli.add_command(distill)
+cli.add_command(quantize_eval)
+cli.add_command(candidates_group)
 
 
 def _add_optional_commands() -> None:
