@@ -386,12 +386,15 @@ def whatif(
             raise
     known = {c.model: c.price for c in (parse_change("price", text) for text in base_prices)}
     configured = _price_lookup(settings)
+    candidate = _CandidatePrices(settings)
 
     def lookup(name: str) -> Any:
-        return known.get(name) or configured(name)
+        return known.get(name) or configured(name) or candidate(name)
 
     slices = _slices(settings, trace, trace_model, period, days, group_by)
     result = run(slices, the_scenarios, lookup)
+    if candidate.used:
+        result["self_hosted_candidates"] = candidate.used
     if trace:
         result["source"] = (
             f"trace {Path(trace).name}; Azure Public Dataset (Patel et al., Splitwise, "
@@ -424,6 +427,32 @@ def _price_lookup(settings: Any) -> Any:
         return None if model is None else model.price
 
     return lookup
+
+
+class _CandidatePrices:
+    """Candidate self-hosted models in the ledger (``tokenomy distill`` / ``quantize-eval``),
+    priced at their projected GPU cost per million tokens; read once per name."""
+
+    def __init__(self, settings: Any) -> None:
+        self.settings = settings
+        self.conn: Any = None
+        self.prices: dict[str, Any] = {}
+        self.used: dict[str, Any] = {}
+
+    def __call__(self, name: str) -> Any:
+        if self.settings is None:
+            return None
+        if name not in self.prices:
+            from tokenomy import database
+            from tokenomy.model import candidates
+
+            self.conn = self.conn or database.connect(self.settings.database)
+            row = candidates.get(self.conn, name)
+            self.prices[name] = candidates.price(self.conn, name)
+            if row is not None and self.prices[name] is not None:
+                keep = ("source", "gpu", "weights", "isl", "osl", "usd_per_mtok_all_tokens")
+                self.used[name] = {k: row[k] for k in keep}
+        return self.prices[name]
 
 
 def _slices(

@@ -92,6 +92,9 @@ def load(
         AutoTokenizer,
     )
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # loading/saving bars; training has its own
     where = Path(path)
     if not where.exists():
         raise InvalidRequest(
