@@ -91,10 +91,9 @@ def load(
         AutoModelForSequenceClassification,
         AutoTokenizer,
     )
-
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # loading/saving bars; training has its own
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # loading bars
     where = Path(path)
     if not where.exists():
         raise InvalidRequest(
