@@ -64,6 +64,8 @@ class Sample:
     t: float  # seconds since the gateway answered its first request
     phase: str  # start, warmup, soak, end
     rss_mb: float
+    anon_mb: float = 0.0
+    mapped_mb: float = 0.0  # RssFile + RssShmem
 
 
 @dataclass
@@ -77,6 +79,8 @@ class EngineResult:
     rss_end_mb: float
     rss_max_mb: float
     growth_mb: float  # end - after warm-up
+    anon_growth_mb: float  # of which heap (RssAnon)
+    mapped_growth_mb: float  # of which mapped files (RssFile + RssShmem)
     slope_mb_per_100k: float  # least-squares over the soak phase's samples
     ledger_events: int
     budget_reserved_usd: str
@@ -86,16 +90,23 @@ class EngineResult:
     samples: list[Sample] = field(default_factory=list)
 
 
-def rss_mb(pids: list[int]) -> float:
-    total_kb = 0
+def memory_mb(pids: list[int]) -> dict[str, float]:
+    """VmRSS and its parts (RssAnon: heap and stacks; RssFile + RssShmem: mapped files,
+    such as SQLite's WAL index) summed over processes, in MB."""
+    totals = dict.fromkeys(("VmRSS", "RssAnon", "RssFile", "RssShmem"), 0)
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total_kb += int(line.split()[1])
+                name, _, value = line.partition(":")
+                if name in totals:
+                    totals[name] += int(value.split()[0])
         except OSError:
             continue
-    return total_kb / 1024
+    return {name: kb / 1024 for name, kb in totals.items()}
+
+
+def rss_mb(pids: list[int]) -> float:
+    return memory_mb(pids)["VmRSS"]
 
 
 def lua_script(path: Path, key: str, stream_every: int) -> Path:
@@ -271,16 +282,16 @@ def _soak(
         phase[0] = "warmup"
         script = lua_script(directory / "load.lua", key, args.stream_every)
         warm, _ = drive(url + PATH, script, args, args.warmup)
-        rss_warm = rss_mb(service.pids())
-        samples.append(Sample(time.monotonic() - started, "soak", rss_warm))
+        warm_memory = memory_mb(service.pids())
+        rss_warm = warm_memory["VmRSS"]
         phase[0] = "soak"
         cpu_warm = service.cpu_seconds()
         if warm.requests >= args.requests:
             raise SystemExit(f"the warm-up alone sent {warm.requests:,} requests")
         measured, rates = drive(url + PATH, script, args, args.requests - warm.requests)
         cpu_end = service.cpu_seconds()
-        rss_end = rss_mb(service.pids())
-        samples.append(Sample(time.monotonic() - started, "soak", rss_end))
+        end_memory = memory_mb(service.pids())
+        rss_end = end_memory["VmRSS"]
         phase[0] = "end"
         stop.set()
         sampler.join()
@@ -301,6 +312,8 @@ def _soak(
             rss_end_mb=rss_end,
             rss_max_mb=max(s.rss_mb for s in samples),
             growth_mb=rss_end - rss_warm,
+            anon_growth_mb=end_memory["RssAnon"] - warm_memory["RssAnon"],
+            mapped_growth_mb=sum(end_memory[k] - warm_memory[k] for k in ("RssFile", "RssShmem")),
             slope_mb_per_100k=slope_per_100k(samples, measured.rps),
             ledger_events=events,
             budget_reserved_usd=str(state["reserved_usd"]),
@@ -329,6 +342,8 @@ def table(results: list[EngineResult]) -> str:
         ("RSS at end MB", lambda r: f"{r.rss_end_mb:.1f}"),
         ("RSS max MB", lambda r: f"{r.rss_max_mb:.1f}"),
         ("growth after warm-up MB", lambda r: f"{r.growth_mb:+.1f}"),
+        ("of which heap (RssAnon) MB", lambda r: f"{r.anon_growth_mb:+.1f}"),
+        ("of which mapped files (RssFile + RssShmem) MB", lambda r: f"{r.mapped_growth_mb:+.1f}"),
         ("fitted growth MB / 100k requests", lambda r: f"{r.slope_mb_per_100k:+.2f}"),
         ("ledger events", lambda r: f"{r.ledger_events:,}"),
         ("budget reserved / spent $", lambda r: f"{r.budget_reserved_usd} / {r.budget_spent_usd}"),
