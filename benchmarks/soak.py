@@ -271,7 +271,12 @@ def _soak(
 
         def sample() -> None:
             while True:
-                samples.append(Sample(time.monotonic() - started, phase[0], rss_mb(service.pids())))
+                memory = memory_mb(service.pids())
+                mapped = memory["RssFile"] + memory["RssShmem"]
+                elapsed = time.monotonic() - started
+                samples.append(
+                    Sample(elapsed, phase[0], memory["VmRSS"], memory["RssAnon"], mapped)
+                )
                 if stop.wait(args.sample_s):
                     return
 
@@ -310,7 +315,7 @@ def _soak(
             rss_start_mb=rss_start,
             rss_warm_mb=rss_warm,
             rss_end_mb=rss_end,
-            rss_max_mb=max(s.rss_mb for s in samples),
+            rss_max_mb=max([rss_end, *(s.rss_mb for s in samples)]),
             growth_mb=rss_end - rss_warm,
             anon_growth_mb=end_memory["RssAnon"] - warm_memory["RssAnon"],
             mapped_growth_mb=sum(end_memory[k] - warm_memory[k] for k in ("RssFile", "RssShmem")),
