@@ -5,6 +5,7 @@ file) for a student trained from scratch. Nothing is ever fetched from a hub.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,22 @@ def _config(path: Path) -> Any:
         return AutoConfig.from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as exc:
         raise InvalidRequest(f"{path}: not a model config ({exc})", param="model") from None
+
+
+def import_model_code(path: str | Path, task: str | None = None) -> None:
+    """Import the module of the model class a folder needs (without building the model),
+    so memory measured after this is the model's, not its code's."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    config = _config(Path(path))
+    auto: Any = (
+        AutoModelForCausalLM
+        if task_of(config, task) == CAUSAL_LM
+        else (AutoModelForSequenceClassification)
+    )
+    mapping: Any = auto._model_mapping  # the lazy mapping imports the module on access
+    with contextlib.suppress(KeyError):  # load() reports an unsupported config
+        mapping[type(config)]
 
 
 def has_weights(path: Path) -> bool:
