@@ -9,7 +9,11 @@ committed, so a request the client saw answered survives kill -9.
 SQLite's automatic WAL checkpoint (copying pages back into the database and fsyncing)
 would run inside whichever commit crosses the threshold, adding milliseconds to that
 request; the writer turns it off and a separate thread checkpoints once a second with
-its own connection (PASSIVE: it never blocks the writer).
+its own connection (PASSIVE: it never blocks the writer). Under steady load a PASSIVE
+checkpoint never catches up with the writer, so SQLite never restarts the WAL and the file
+grows without end (700 MB after 100,000 requests); once the WAL is over
+``WAL_RESET_FRAMES`` pages the thread runs a TRUNCATE checkpoint instead, which holds the
+writer back for the few frames the last PASSIVE one left and empties the file.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from tokenomy.ledger.sqlite import SqliteLedgerStore
 log = logging.getLogger("tokenomy.ledger")
 _STOP = object()
 CHECKPOINT_EVERY_S = 1.0
+WAL_RESET_FRAMES = 4096  # 16 MiB of 4 KiB pages
+CHECKPOINT_BUSY_MS = 250  # how long a TRUNCATE checkpoint may wait (and hold the writer)
 _Item = tuple[UsageEvent, asyncio.Future[None] | None]
 
 
@@ -80,11 +86,16 @@ class LedgerWriter:
             conn.close()
             return
         try:
+            conn.execute(f"PRAGMA busy_timeout={CHECKPOINT_BUSY_MS}")
             while not self._stopping.wait(CHECKPOINT_EVERY_S):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    # (busy, frames in the WAL, frames copied back)
+                    row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if row is not None and row[1] > WAL_RESET_FRAMES:
+                        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 except Exception as exc:  # busy or I/O trouble: the next round retries
                     log.debug("checkpoint skipped: %s", exc)
+            conn.execute("PRAGMA busy_timeout=30000")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except Exception as exc:
             log.warning("final checkpoint failed: %s", exc)
