@@ -87,6 +87,7 @@ class EngineResult:
     budget_spent_usd: str
     ledger_cost_usd: str
     segment_rps: list[float] = field(default_factory=list)
+    wal_max_mb: float | None = None
     samples: list[Sample] = field(default_factory=list)
 
 
@@ -265,6 +266,9 @@ def _soak(
             raise SystemExit(f"gateway ({engine}): HTTP {check.status_code} {check.text[:300]}")
 
         samples: list[Sample] = []
+        # SQLite's write-ahead log: its largest size seen (it must stay bounded too).
+        wal = Path(database[len("sqlite:///") :] + "-wal") if engine == "sqlite" else None
+        wal_max = [0.0]
         phase = ["start"]
         started = time.monotonic()
         stop = threading.Event()
@@ -274,6 +278,8 @@ def _soak(
                 memory = memory_mb(service.pids())
                 mapped = memory["RssFile"] + memory["RssShmem"]
                 elapsed = time.monotonic() - started
+                if wal is not None and wal.exists():
+                    wal_max[0] = max(wal_max[0], wal.stat().st_size / 2**20)
                 samples.append(
                     Sample(elapsed, phase[0], memory["VmRSS"], memory["RssAnon"], mapped)
                 )
@@ -325,6 +331,7 @@ def _soak(
             budget_spent_usd=str(state["spent_usd"]),
             ledger_cost_usd=str(ledger_cost),
             segment_rps=rates,
+            wal_max_mb=wal_max[0] if wal is not None else None,
             samples=samples,
         )
     finally:
@@ -350,6 +357,10 @@ def table(results: list[EngineResult]) -> str:
         ("of which heap (RssAnon) MB", lambda r: f"{r.anon_growth_mb:+.1f}"),
         ("of which mapped files (RssFile + RssShmem) MB", lambda r: f"{r.mapped_growth_mb:+.1f}"),
         ("fitted growth MB / 100k requests", lambda r: f"{r.slope_mb_per_100k:+.2f}"),
+        (
+            "SQLite WAL, largest MB",
+            lambda r: "-" if r.wal_max_mb is None else f"{r.wal_max_mb:.1f}",
+        ),
         ("ledger events", lambda r: f"{r.ledger_events:,}"),
         ("budget reserved / spent $", lambda r: f"{r.budget_reserved_usd} / {r.budget_spent_usd}"),
         ("ledger cost $", lambda r: r.ledger_cost_usd),
