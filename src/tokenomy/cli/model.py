@@ -251,8 +251,10 @@ def _echo_candidate(candidate: Any) -> None:
 @click.option("--task", type=click.Choice(["causal-lm", "classifier"]), default=None)
 @click.option("--max-length", default=512, show_default=True, type=click.IntRange(min=2))
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1))
-@click.option("--min-seconds", default=1.0, show_default=True, type=float,
-              help="Least time each tokens/s measurement runs.")  # fmt: skip
+@click.option("--min-seconds", default=2.0, show_default=True, type=float,
+              help="Least time the forward tokens/s of each model is measured.")  # fmt: skip
+@click.option("--rounds", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Alternating speed rounds (the median is reported).")  # fmt: skip
 @_with(gpu_options)
 @click.option("--name", default=None, help="Candidate name (default: FOLDER-int8 / -int4).")
 @click.option("--register/--no-register", default=True, help="Record it as a candidate.")
@@ -274,6 +276,7 @@ def quantize_eval(**o: Any) -> None:
         max_length=o["max_length"],
         batch_size=o["batch_size"],
         min_seconds=o["min_seconds"],
+        rounds=o["rounds"],
     )
     original, quantized = result["original"], result["quantized"]
     spec = cost.spec(Path(o["model_path"]).name, original["params"], original["shape"])

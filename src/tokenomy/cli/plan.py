@@ -334,7 +334,12 @@ def _apply_budgets(config_path: str | None, the_plan: Any, result: dict[str, Any
 @click.option("--group-by", default="team", show_default=True)
 @click.option("--trace", default=None, type=click.Path(dir_okay=False, exists=True))
 @click.option("--trace-model", default=None, help="Model the trace's requests were sent to.")
-@click.option("--switch", "switches", multiple=True, help="FIELD=VALUE:MODEL (or model=A:B).")
+@click.option(
+    "--switch",
+    "switches",
+    multiple=True,
+    help="FIELD=VALUE:MODEL (or model=A:B); MODEL may be a candidate (tokenomy candidates list).",
+)
 @click.option("--price", "prices", multiple=True, help="MODEL:IN_PER_MTOK:OUT_PER_MTOK.")
 @click.option(
     "--base-price", "base_prices", multiple=True, help="Price of a model the config lacks."

@@ -131,7 +131,12 @@ def load(
     tokenizer = None
     if any((folder / name).exists() for name in TOKENIZER_FILES):
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    return Loaded(model, kind, model.config, tokenizer, where, pretrained)
+    loaded = Loaded(model, kind, model.config, tokenizer, where, pretrained)
+    if kind == CLASSIFIER and model.config.pad_token_id is None:
+        # Last-token classifiers (Llama, Qwen, GPT-2) find each sequence's end by its
+        # padding; batches need a pad id (the tokenizer's, else 0).
+        model.config.pad_token_id = loaded.pad_id
+    return loaded
 
 
 def parameter_count(model: torch.nn.Module) -> int:

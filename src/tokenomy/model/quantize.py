@@ -201,17 +201,7 @@ def measure_variant(job: dict[str, Any]) -> dict[str, Any]:
         "shape": models.shape_of(loaded.config),
         "examples": len(examples),
         "quality": measure.quality(loaded.model, examples, loaded.causal, loaded.pad_id, batch),
-        "cpu_forward_tokens_per_s": round(
-            measure.forward_tokens_per_s(
-                loaded.model, examples, loaded.causal, loaded.pad_id, batch, job["min_seconds"]
-            ),
-            1,
-        ),
     }
-    if loaded.causal:
-        result["cpu_decode_tokens_per_s"] = round(
-            measure.decode_tokens_per_s(loaded.model, examples[0].input_ids[:16]), 1
-        )
     result["rss_bytes_before_load"] = baseline_rss
     result["rss_bytes_loaded"] = loaded_rss
     result["rss_bytes_model"] = loaded_rss - baseline_rss
@@ -220,8 +210,59 @@ def measure_variant(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def measure_speed(job: dict[str, Any]) -> dict[str, Any]:
+    """Tokens/s of the original and the quantized model, measured in one process in
+    alternating rounds (the order swapped each round), so load from other processes on a
+    shared machine falls on both alike; the median of the rounds, and every round."""
+    import statistics
+
+    from tokenomy.model import data, measure, models
+
+    torch.manual_seed(0)
+    original = models.load(job["model"], job.get("task"))
+    quantized = models.load(job["model"], job.get("task"))
+    quantize(quantized.model, job["bits"])
+    examples = data.encode(
+        data.read_records(job["data"]),
+        original.tokenizer,
+        job["max_length"],
+        original.vocab_size,
+        original.label2id(),
+        original.classes,
+    )
+    batch, rounds = job["batch_size"], job["rounds"]
+    per_round = job["min_seconds"] / rounds
+    samples: dict[str, dict[str, list[float]]] = {
+        "original": {"forward": [], "decode": []},
+        "quantized": {"forward": [], "decode": []},
+    }
+    variants = [("original", original), ("quantized", quantized)]
+    for number in range(rounds):
+        for name, loaded in variants if number % 2 == 0 else variants[::-1]:
+            samples[name]["forward"].append(
+                measure.forward_tokens_per_s(
+                    loaded.model, examples, loaded.causal, loaded.pad_id, batch, per_round
+                )
+            )
+            if loaded.causal:
+                samples[name]["decode"].append(
+                    measure.decode_tokens_per_s(loaded.model, examples[0].input_ids[:16], repeats=1)
+                )
+    out: dict[str, Any] = {}
+    for name, kinds in samples.items():
+        out[name] = {}
+        for kind, values in kinds.items():
+            if values:
+                out[name][f"cpu_{kind}_tokens_per_s"] = round(statistics.median(values), 1)
+                out[name][f"cpu_{kind}_tokens_per_s_rounds"] = [round(v, 1) for v in values]
+    out["rounds"] = rounds
+    out["threads"] = torch.get_num_threads()
+    return out
+
+
 def run_variant(job: dict[str, Any], threads: int | None = None) -> dict[str, Any]:
-    """``measure_variant`` in a fresh Python process (its memory is its own)."""
+    """``measure_variant`` (or ``measure_speed``) in a fresh Python process (its memory
+    is its own)."""
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
@@ -252,10 +293,11 @@ def evaluate(
     task: str | None = None,
     max_length: int = 512,
     batch_size: int = 16,
-    min_seconds: float = 1.0,
+    min_seconds: float = 2.0,
+    rounds: int = 5,
 ) -> dict[str, Any]:
-    """The original and the quantized model, each measured in its own process, and the
-    ratios between them."""
+    """The original and the quantized model: memory and quality each in a process of its
+    own, speed in alternating rounds in a third; and the ratios between them."""
     if bits not in BITS:
         raise InvalidRequest(f"--bits {bits}: choose 8 or 4", param="bits")
     if not Path(model).exists():
@@ -271,6 +313,9 @@ def evaluate(
     original = run_variant({**job, "bits": 0})
     quantized = run_variant({**job, "bits": bits})
     quantized["params"] = original["params"]
+    speed = run_variant({**job, "bits": bits, "speed": True, "rounds": rounds})
+    original.update(speed["original"])
+    quantized.update(speed["quantized"])
     return {
         "model": str(model),
         "data": str(data_path),
@@ -278,6 +323,8 @@ def evaluate(
         "original": original,
         "quantized": quantized,
         "ratios": ratios(original, quantized),
+        "speed_rounds": speed["rounds"],
+        "torch_threads": speed["threads"],
     }
 
 
@@ -304,7 +351,8 @@ def ratios(original: dict[str, Any], quantized: dict[str, Any]) -> dict[str, Any
 def _main(argv: list[str]) -> int:
     logging.disable(logging.WARNING)  # torchao's notes on CUDA kernels it cannot load
     try:
-        result = measure_variant(json.loads(argv[0]))
+        job = json.loads(argv[0])
+        result = measure_speed(job) if job.get("speed") else measure_variant(job)
     except InvalidRequest as exc:
         print(json.dumps({"error": exc.message}))
         return 1
