@@ -86,7 +86,7 @@ class EngineResult:
     budget_reserved_usd: str
     budget_spent_usd: str
     ledger_cost_usd: str
-    segment_rps: list[float] = field(default_factory=list)
+    segment_rps: list[tuple[float, float]] = field(default_factory=list)  # (req/s, CPU µs)
     wal_max_mb: float | None = None
     samples: list[Sample] = field(default_factory=list)
 
@@ -139,22 +139,26 @@ def run_wrk(url: str, script: Path, connections: int, cpu: str, seconds: int) ->
 
 
 def drive(
-    url: str, script: Path, args: argparse.Namespace, requests: int
-) -> tuple[WrkResult, list[float]]:
+    url: str, script: Path, args: argparse.Namespace, requests: int, service: Service
+) -> tuple[WrkResult, list[tuple[float, float]]]:
     """wrk in segments of ``--segment-s`` seconds (the last one sized from the rate so
     far) until ``requests`` were answered: (the merged result, each segment's req/s).
     wrk runs for a duration, not a number of requests; the segments also show whether
     throughput drifts. Latency percentiles are the request-weighted mean of the
     segments'."""
     segments: list[WrkResult] = []
+    rates: list[tuple[float, float]] = []
     done = 0
     while done < requests:
         seconds = min(args.segment_s, 2)  # the first run measures the rate
         if segments:
             rate = done / sum(r.seconds for r in segments)
             seconds = max(1, min(args.segment_s, math.ceil((requests - done) / rate)))
+        cpu = service.cpu_seconds()
         result = run_wrk(url, script, args.concurrency, args.wrk_cpu, seconds)
+        cpu_us = (service.cpu_seconds() - cpu) / max(result.requests, 1) * 1e6
         segments.append(result)
+        rates.append((result.rps, cpu_us))
         done += result.requests
     total_s = sum(r.seconds for r in segments)
 
@@ -172,7 +176,7 @@ def drive(
         non_2xx=sum(r.non_2xx for r in segments),
         socket_errors=sum(r.socket_errors for r in segments),
     )
-    return merged, [r.rps for r in segments]
+    return merged, rates
 
 
 def fresh_postgres(server: str) -> str:
@@ -292,14 +296,14 @@ def _soak(
         rss_start = rss_mb(service.pids())
         phase[0] = "warmup"
         script = lua_script(directory / "load.lua", key, args.stream_every)
-        warm, _ = drive(url + PATH, script, args, args.warmup)
+        warm, _ = drive(url + PATH, script, args, args.warmup, service)
         warm_memory = memory_mb(service.pids())
         rss_warm = warm_memory["VmRSS"]
         phase[0] = "soak"
         cpu_warm = service.cpu_seconds()
         if warm.requests >= args.requests:
             raise SystemExit(f"the warm-up alone sent {warm.requests:,} requests")
-        measured, rates = drive(url + PATH, script, args, args.requests - warm.requests)
+        measured, rates = drive(url + PATH, script, args, args.requests - warm.requests, service)
         cpu_end = service.cpu_seconds()
         end_memory = memory_mb(service.pids())
         rss_end = end_memory["VmRSS"]
@@ -344,7 +348,11 @@ def table(results: list[EngineResult]) -> str:
         ("requests/s (soak)", lambda r: f"{r.soak.rps:,.0f}"),
         (
             "req/s first / last segment",
-            lambda r: f"{r.segment_rps[0]:,.0f} / {r.segment_rps[-1]:,.0f}",
+            lambda r: f"{r.segment_rps[0][0]:,.0f} / {r.segment_rps[-1][0]:,.0f}",
+        ),
+        (
+            "CPU µs per request first / last segment",
+            lambda r: f"{r.segment_rps[0][1]:.0f} / {r.segment_rps[-1][1]:.0f}",
         ),
         ("p50 / p99 ms", lambda r: f"{r.soak.p50_ms:.2f} / {r.soak.p99_ms:.2f}"),
         ("non-2xx / socket errors", lambda r: f"{r.soak.non_2xx} / {r.soak.socket_errors}"),
