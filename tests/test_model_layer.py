@@ -24,6 +24,7 @@ from click.testing import CliRunner  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 from transformers import LlamaForCausalLM, LlamaForSequenceClassification  # noqa: E402
 
+from conftest import database_url  # noqa: E402
 from tokenomy.cli.main import cli  # noqa: E402
 from tokenomy.model.data import Example  # noqa: E402
 from tokenomy.model.loss import distillation_loss  # noqa: E402
@@ -202,7 +203,7 @@ def lm_setup(tmp_path: Path) -> dict[str, Path]:
     student = tmp_path / "student.json"
     student.write_text(causal_lm_config(hidden=32, layers=1, vocab=96).to_json_string())
     config = tmp_path / "tokenomy.yaml"
-    config.write_text(f"database: sqlite:///{tmp_path / 'ledger.db'}\n")
+    config.write_text(f"database: {database_url(tmp_path / 'ledger.db')}\n")
     return {
         "teacher": tmp_path / "teacher",
         "student": student,
@@ -315,6 +316,7 @@ def quant_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_quantize_eval_measures_memory_speed_and_quality_here(
     quant_model: dict[str, Path],
 ) -> None:
+    pytest.importorskip("optimum.quanto")
     report = invoke(
         "quantize-eval", "--model", str(quant_model["model"]), "--bits", "4",
         "--data", str(quant_model["data"]), "--gpu", "a10g", "--min-seconds", "0.2",
@@ -365,6 +367,7 @@ def test_quantize_eval_measures_memory_speed_and_quality_here(
 def test_int8_weights_take_a_quarter_of_float32_and_keep_quality(
     quant_model: dict[str, Path],
 ) -> None:
+    pytest.importorskip("torchao")
     from tokenomy.model import models
     from tokenomy.model.data import encode, read_records
     from tokenomy.model.quantize import quantize, weight_bytes

@@ -125,3 +125,50 @@ def markov_text(count: int, length: int, vocab: int, seed: int) -> list[Example]
             row.append(token)
         out.append(Example(tuple(row)))
     return out
+
+
+def write_example(folder: Path) -> dict[str, Path]:
+    """A folder to try ``tokenomy distill`` on: a trained teacher classifier (4,000 noisy
+    examples), a student config a seventh its size, 300 noisy training examples and
+    2,000 clean held-out ones, and a tiny causal LM with Markov-chain text for
+    ``tokenomy quantize-eval``."""
+    from transformers import LlamaForCausalLM, LlamaForSequenceClassification
+
+    from tokenomy.model.train import Trainer, TrainSettings
+
+    folder.mkdir(parents=True, exist_ok=True)
+    task = Task()
+    noisy, _ = task.sample(4000, seed=1)
+    torch.manual_seed(0)
+    teacher = LlamaForSequenceClassification(classifier_config(hidden=64, layers=2))  # type: ignore[no-untyped-call]
+    settings = TrainSettings(alpha=0.0, epochs=4, batch_size=64, learning_rate=3e-3)
+    Trainer(None, teacher, noisy, False, 0, settings, progress=False).train()
+    teacher.save_pretrained(str(folder / "teacher"))
+    student = folder / "student.json"
+    student.write_text(classifier_config(hidden=32, layers=1).to_json_string())
+    train, _ = task.sample(300, seed=1000)
+    _, clean = task.sample(2000, seed=99)
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(causal_lm_config(hidden=256, layers=4))
+    text = markov_text(96, 64, 256, seed=3)
+    settings = TrainSettings(alpha=0.0, epochs=2, batch_size=8, learning_rate=2e-3)
+    Trainer(None, lm, text[:64], True, 0, settings, progress=False).train()
+    lm.save_pretrained(str(folder / "lm"))
+    return {
+        "teacher": folder / "teacher",
+        "student": student,
+        "train": write_jsonl(folder / "train.jsonl", train),
+        "clean": write_jsonl(folder / "clean.jsonl", clean),
+        "lm": folder / "lm",
+        "text": write_jsonl(folder / "text.jsonl", text[64:]),
+    }
+
+
+if __name__ == "__main__":
+    import sys
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    for name, path in write_example(Path(sys.argv[1] if len(sys.argv) > 1 else "example")).items():
+        print(f"{name}: {path}")
