@@ -9,7 +9,8 @@ STAMP := $(VENV)/.installed
 POSTGRES_TESTS := tests/test_metering_sdk.py tests/test_budgets.py tests/test_reports.py \
 	tests/test_batch.py tests/test_fallbacks.py tests/test_errors.py tests/test_durability.py \
 	tests/test_response_cache.py tests/test_budget_alerts.py tests/test_cli.py \
-	tests/test_routing_strategies.py tests/test_redis_replicas.py tests/test_semantic_gateway.py
+	tests/test_routing_strategies.py tests/test_redis_replicas.py tests/test_semantic_gateway.py \
+	tests/test_fault_suite.py
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
