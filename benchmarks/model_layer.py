@@ -138,10 +138,14 @@ def quantization(hidden: int, layers: int, gpu: str) -> None:
         print(header)
 
         def row(label: str, key: str, scale: float = 1.0, fmt: str = ",.1f") -> None:
+            # Each ratio is against the original measured in the same run (for speed: in
+            # the same process, alternating rounds); the float32 column is the int8 run's.
             a = original[key] / scale
             b = runs[8]["quantized"][key] / scale
             c = runs[4]["quantized"][key] / scale
-            print(f"   {label:28}{a:>14{fmt}}{b:>14{fmt}}{c:>14{fmt}}{b / a:>11.3f}{c / a:>11.3f}")
+            r8 = runs[8]["quantized"][key] / runs[8]["original"][key]
+            r4 = runs[4]["quantized"][key] / runs[4]["original"][key]
+            print(f"   {label:28}{a:>14{fmt}}{b:>14{fmt}}{c:>14{fmt}}{r8:>11.3f}{r4:>11.3f}")
 
         row("weights (MiB)", "weight_bytes", 2**20, ",.2f")
         row("process RSS for model (MiB)", "rss_bytes_model", 2**20, ",.1f")
@@ -167,9 +171,11 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6)
     parser.add_argument("--gpu", default="l4")
     parser.add_argument("--skip-quantization", action="store_true")
+    parser.add_argument("--skip-distillation", action="store_true")
     args = parser.parse_args()
     loss_check()
-    distillation(args.seeds)
+    if not args.skip_distillation:
+        distillation(args.seeds)
     if not args.skip_quantization:
         quantization(args.hidden, args.layers, args.gpu)
 

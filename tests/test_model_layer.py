@@ -218,7 +218,7 @@ def _distill(s: dict[str, Path], out: Path, *extra: str) -> Any:
         "distill", "--teacher", str(s["teacher"]), "--student", str(s["student"]),
         "--data", str(s["data"]), "--alpha", "0.8", "--temperature", "2", "--epochs", "2",
         "--batch-size", "8", "--lr", "3e-3", "--checkpoint-every", "4", "--out", str(out),
-        "--config", str(s["config"]), "--quiet", "--json", *extra,
+        "--config", str(s["config"]), "--min-seconds", "0.3", "--quiet", "--json", *extra,
     )  # fmt: skip
 
 

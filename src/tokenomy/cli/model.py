@@ -117,6 +117,8 @@ def _with(options: list[Any]) -> Callable[[F], F]:
 @click.option("--weights", default="bf16", show_default=True, help="Precision on the GPU.")
 @click.option("--name", default=None, help="Candidate name in the ledger (default: from --out).")
 @click.option("--register/--no-register", default=True, help="Record the student as a candidate.")
+@click.option("--min-seconds", default=2.0, show_default=True, type=float,
+              help="Least time tokens/s of the two models are measured.")  # fmt: skip
 @config_option
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True)
@@ -156,6 +158,7 @@ def distill(**o: Any) -> None:
         task=o["task"],
         projection=projection,
         progress=not o["quiet"],
+        min_seconds=o["min_seconds"],
     )
     if report["finished"] and o["register"]:
         report["candidate"] = _record_distilled(o, out, report)

@@ -104,3 +104,40 @@ def decode_tokens_per_s(
             generate(ids, **options)
             best = min(best, time.perf_counter() - started)
     return new_tokens / best
+
+
+def alternating_speed(
+    models: dict[str, Any],
+    examples: Sequence[Example],
+    causal: bool,
+    pad_id: int,
+    batch_size: int = 16,
+    min_seconds: float = 1.0,
+    rounds: int = 5,
+) -> dict[str, dict[str, Any]]:
+    """Forward (and, for LMs, decode) tokens/s of several models measured in alternating
+    rounds, the order reversed every other round, so load from other processes on a
+    shared machine falls on all of them alike: the median of the rounds, and each round."""
+    import statistics
+
+    names = list(models)
+    samples: dict[str, dict[str, list[float]]] = {n: {"forward": [], "decode": []} for n in names}
+    per_round = min_seconds / rounds
+    for number in range(rounds):
+        for name in names if number % 2 == 0 else names[::-1]:
+            model = models[name]
+            samples[name]["forward"].append(
+                forward_tokens_per_s(model, examples, causal, pad_id, batch_size, per_round)
+            )
+            if causal:
+                samples[name]["decode"].append(
+                    decode_tokens_per_s(model, examples[0].input_ids[:16], repeats=1)
+                )
+    out: dict[str, dict[str, Any]] = {}
+    for name, kinds in samples.items():
+        out[name] = {}
+        for kind, values in kinds.items():
+            if values:
+                out[name][f"cpu_{kind}_tokens_per_s"] = round(statistics.median(values), 1)
+                out[name][f"cpu_{kind}_tokens_per_s_rounds"] = [round(v, 1) for v in values]
+    return out

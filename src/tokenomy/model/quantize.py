@@ -214,8 +214,6 @@ def measure_speed(job: dict[str, Any]) -> dict[str, Any]:
     """Tokens/s of the original and the quantized model, measured in one process in
     alternating rounds (the order swapped each round), so load from other processes on a
     shared machine falls on both alike; the median of the rounds, and every round."""
-    import statistics
-
     from tokenomy.model import data, measure, models
 
     torch.manual_seed(0)
@@ -230,31 +228,16 @@ def measure_speed(job: dict[str, Any]) -> dict[str, Any]:
         original.label2id(),
         original.classes,
     )
-    batch, rounds = job["batch_size"], job["rounds"]
-    per_round = job["min_seconds"] / rounds
-    samples: dict[str, dict[str, list[float]]] = {
-        "original": {"forward": [], "decode": []},
-        "quantized": {"forward": [], "decode": []},
-    }
-    variants = [("original", original), ("quantized", quantized)]
-    for number in range(rounds):
-        for name, loaded in variants if number % 2 == 0 else variants[::-1]:
-            samples[name]["forward"].append(
-                measure.forward_tokens_per_s(
-                    loaded.model, examples, loaded.causal, loaded.pad_id, batch, per_round
-                )
-            )
-            if loaded.causal:
-                samples[name]["decode"].append(
-                    measure.decode_tokens_per_s(loaded.model, examples[0].input_ids[:16], repeats=1)
-                )
-    out: dict[str, Any] = {}
-    for name, kinds in samples.items():
-        out[name] = {}
-        for kind, values in kinds.items():
-            if values:
-                out[name][f"cpu_{kind}_tokens_per_s"] = round(statistics.median(values), 1)
-                out[name][f"cpu_{kind}_tokens_per_s_rounds"] = [round(v, 1) for v in values]
+    rounds = job["rounds"]
+    out: dict[str, Any] = measure.alternating_speed(
+        {"original": original.model, "quantized": quantized.model},
+        examples,
+        original.causal,
+        original.pad_id,
+        job["batch_size"],
+        job["min_seconds"],
+        rounds,
+    )
     out["rounds"] = rounds
     out["threads"] = torch.get_num_threads()
     return out
