@@ -292,6 +292,41 @@ def test_a_stopped_run_resumed_from_its_checkpoint_ends_with_the_same_weights(
     assert result.exit_code == 1 and "belongs to another run" in result.output
 
 
+def test_a_run_killed_mid_training_resumes_to_the_same_weights(
+    lm_setup: dict[str, Path],
+) -> None:
+    """SIGKILL at the first checkpoint, then --resume: the weights of an uninterrupted run."""
+    import signal
+    import time
+
+    long = ("--epochs", "12", "--checkpoint-every", "4")  # 132 steps
+    whole = lm_setup["root"] / "whole"
+    _distill(lm_setup, whole, "--no-register", *long)
+    killed = lm_setup["root"] / "killed"
+    args = [
+        sys.executable, "-m", "tokenomy", "distill", "--teacher", str(lm_setup["teacher"]),
+        "--student", str(lm_setup["student"]), "--data", str(lm_setup["data"]),
+        "--alpha", "0.8", "--temperature", "2", "--batch-size", "8", "--lr", "3e-3",
+        "--out", str(killed), "--quiet", "--no-register", *long,
+    ]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list((killed / "checkpoints").glob("step-*.pt")):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "student").exists()  # it never got to the end
+    resumed = _distill(lm_setup, killed, "--no-register", "--resume", *long)
+    assert resumed["finished"] and 4 <= resumed["resumed_from_step"] < 132
+    a = load_file(whole / "student" / "model.safetensors")
+    b = load_file(killed / "student" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def first_or_whole(out: Path) -> Any:
     return json.loads((out / "report.json").read_text())
 
