@@ -49,7 +49,6 @@ def evaluate(
     name: str,
     projection: Projection,
     batch_size: int,
-    min_seconds: float = 0.5,
 ) -> dict[str, Any]:
     """Quality on the held-out examples, parameters, cost on a GPU (tokens/s here are
     measured for both models together, in alternating rounds: see :func:`run`)."""
@@ -151,8 +150,8 @@ def run(
         tokenizer.save_pretrained(str(folder))
     student.path = folder
     batch = settings.batch_size
-    report["teacher"] = evaluate(teacher, held_out, "teacher", projection, batch, min_seconds)
-    report["student"] = evaluate(student, held_out, "student", projection, batch, min_seconds)
+    report["teacher"] = evaluate(teacher, held_out, "teacher", projection, batch)
+    report["student"] = evaluate(student, held_out, "student", projection, batch)
     speed = measure.alternating_speed(
         {"teacher": teacher.model, "student": student.model},
         held_out,
