@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import Gateway, MockUpstream, gateway_config, start_gateway, stop
+from conftest import Gateway, JsonServer, MockUpstream, gateway_config, start_gateway, stop
 
 PREMIUM_BATCH_PRICE = {
     "input_per_mtok": "5.00",
@@ -273,19 +271,6 @@ def test_a_budget_that_runs_out_pauses_the_batch_and_raising_it_resumes(
     assert len(line_events(batch_gateway, batch_id)) == 15
 
 
-class _Hook(BaseHTTPRequestHandler):
-    received: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers["content-length"])
-        _Hook.received.append(json.loads(self.rfile.read(length)))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 def test_deferrable_request_under_a_defer_threshold_gets_202_and_its_answer_later(
     batch_gateway: Gateway,
 ) -> None:
@@ -300,9 +285,14 @@ def test_deferrable_request_under_a_defer_threshold_gets_202_and_its_answer_late
     body = {"model": "premium-model", "messages": [{"role": "user", "content": "summarize"}]}
     assert batch_gateway.chat(key, body).status_code == 200  # not deferrable: served now
 
-    server = HTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    hook = f"http://127.0.0.1:{server.server_port}/done"
+    received: list[dict[str, Any]] = []
+
+    def remember(path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        received.append(json.loads(body))
+        return 204, None
+
+    server = JsonServer(remember)
+    hook = server.url + "/done"
     try:
         headers = {"x-tokenomy-priority": "deferrable", "x-tokenomy-callback-url": hook}
         queued = batch_gateway.chat(key, {**body, "max_tokens": 30}, headers)
@@ -324,11 +314,11 @@ def test_deferrable_request_under_a_defer_threshold_gets_202_and_its_answer_late
         event = next(e for e in batch_gateway.events() if e["id"] == job["id"])
         assert event["strategy"] == "batch" and event["saved_pico"] == event["cost_pico"] > 0
         assert Decimal(answer["cost_usd"]) == Decimal(event["cost_pico"]) / Decimal(10**12)
-        wait_for(lambda: _Hook.received, what="the job's callback")
-        assert _Hook.received[0]["id"] == job["id"]
-        assert _Hook.received[0]["status"] == "completed"
+        wait_for(lambda: received, what="the job's callback")
+        assert received[0]["id"] == job["id"]
+        assert received[0]["status"] == "completed"
     finally:
-        server.shutdown()
+        server.close()
     stranger = batch_gateway.create_key(team="nosy")
     peek = httpx.get(
         batch_gateway.url + job["status_url"], headers={"authorization": f"Bearer {stranger}"}

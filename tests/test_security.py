@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +21,7 @@ from conftest import (
     ADMIN_KEY,
     REPO,
     Gateway,
+    JsonServer,
     MockUpstream,
     gateway_config,
     start_gateway,
@@ -35,35 +34,20 @@ UNREACHABLE_SECRET = "sk-nowhere-SECRET-5555"
 SECRETS = ("sk-ant-test-secret", OPENAI_SECRET, ANTHROPIC_SECRET, UNREACHABLE_SECRET)
 
 
-class EchoingUpstream:
+class EchoingUpstream(JsonServer):
     """A provider that refuses every key with 401 and quotes the whole key back."""
 
     def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                given = self.headers.get("authorization") or self.headers.get("x-api-key")
-                message = f"Incorrect API key provided: {given}"
-                if self.headers.get("x-api-key"):
-                    body = {
-                        "type": "error",
-                        "error": {"type": "authentication_error", "message": message},
-                    }
-                else:
-                    body = {"error": {"message": message, "type": "invalid_request_error"}}
-                answer = json.dumps(body).encode()
-                self.send_response(401)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+        def answer(path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+            given = headers.get("authorization") or headers.get("x-api-key")
+            message = f"Incorrect API key provided: {given}"
+            if headers.get("x-api-key"):
+                error = {"type": "authentication_error", "message": message}
+                return 401, {"type": "error", "error": error}
+            return 401, {"error": {"message": message, "type": "invalid_request_error"}}
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(answer)
+        self.base_url = self.url + "/v1"
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +89,7 @@ def secure(
     gw = start_gateway(tmp_path, config)
     yield gw
     stop(gw.process)
-    echo.server.shutdown()
+    echo.close()
 
 
 CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}

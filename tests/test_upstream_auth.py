@@ -3,15 +3,13 @@ api-version, Anthropic x-api-key), checked by a recording upstream on loopback."
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
 import openai
 
-from conftest import ADMIN_KEY, MockUpstream, gateway_config, start_gateway, stop
+from conftest import ADMIN_KEY, JsonServer, MockUpstream, gateway_config, start_gateway, stop
 
 COMPLETION = {
     "id": "chatcmpl-1",
@@ -25,34 +23,18 @@ COMPLETION = {
 }
 
 
-class RecordingUpstream:
+class RecordingUpstream(JsonServer):
+    """Answers every completion and remembers what it was sent."""
+
     def __init__(self) -> None:
-        seen: list[dict[str, Any]] = []
-        self.seen = seen
+        self.seen: list[dict[str, Any]] = []
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["content-length"]))
-                seen.append(
-                    {
-                        "path": self.path,
-                        "headers": {k.lower(): v for k, v in self.headers.items()},
-                        "body": json.loads(body),
-                    }
-                )
-                answer = json.dumps(COMPLETION).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+        def answer(path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+            self.seen.append({"path": path, "headers": headers, "body": json.loads(body)})
+            return 200, COMPLETION
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/openai/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        super().__init__(answer)
+        self.base_url = self.url + "/openai/v1"
 
 
 def test_azure_style_and_bearer_credentials_reach_the_upstream(
@@ -99,4 +81,4 @@ def test_azure_style_and_bearer_credentials_reach_the_upstream(
         assert ADMIN_KEY not in json.dumps(upstream.seen)
     finally:
         stop(gateway.process)
-        upstream.server.shutdown()
+        upstream.close()
