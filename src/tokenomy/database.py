@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -429,6 +430,20 @@ def connect(url: str) -> Connection:
     return conn
 
 
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Connection]:
+    """One write transaction, all or nothing: committed when the block ends, rolled back
+    when it raises. On SQLite it takes the write lock at once (``BEGIN IMMEDIATE``), so
+    two writers wait for each other instead of failing half-way."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
 _MIGRATION_LOCK = 7_263_548_101  # pg_advisory_lock key: one migrating process at a time
 
 
@@ -438,12 +453,14 @@ def migrate(conn: Connection) -> None:
     advisory lock lets one apply a migration; the others then find it done. On
     PostgreSQL the statements get its column types (:func:`tokenomy.postgres.translate_ddl`)."""
     postgres = dialect(conn) == "postgresql"
-    ddl: Callable[[str], str] = lambda statement: statement  # noqa: E731
     if postgres:
+        conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+
+    def ddl(statement: str) -> str:
         from tokenomy.postgres import translate_ddl
 
-        ddl = translate_ddl
-        conn.execute("SELECT pg_advisory_lock(?)", (_MIGRATION_LOCK,))
+        return translate_ddl(statement) if postgres else statement
+
     try:
         conn.execute(
             ddl("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_ms INTEGER)")
@@ -452,11 +469,9 @@ def migrate(conn: Connection) -> None:
         for name, sql in MIGRATIONS:
             if name in done:
                 continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(conn):
                 # Another process may have applied it while we waited for the write lock.
                 if conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone():
-                    conn.execute("COMMIT")
                     continue
                 for statement in sql.split(";"):
                     if statement.strip():
@@ -464,10 +479,6 @@ def migrate(conn: Connection) -> None:
                 conn.execute(
                     "INSERT INTO migrations VALUES (?, ?)", (name, int(time.time() * 1000))
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
     finally:
         if postgres:
             conn.execute("SELECT pg_advisory_unlock(?)", (_MIGRATION_LOCK,))

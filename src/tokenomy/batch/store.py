@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from tokenomy.database import Connection
+from tokenomy.database import Connection, transaction
 from tokenomy.errors import NotFound
 from tokenomy.money import from_pico, usd_str
 
@@ -186,44 +186,37 @@ class BatchStore:
         """A batch and its lines, ``(custom_id, body, token estimate)``, in one transaction."""
         batch_id = batch_id or new_id("batch_")
         created = _now()
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(
-                    "INSERT INTO batches (id, kind, tenant, team, key_id, endpoint, model, "
-                    "input_file_id, completion_window, status, priority, workflow, tags, "
-                    "metadata, callback_url, created_at, in_progress_at, expires_at, total) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        batch_id,
-                        kind,
-                        *owner,
-                        key_id,
-                        endpoint,
-                        model,
-                        input_file_id,
-                        completion_window,
-                        priority,
-                        workflow,
-                        orjson.dumps(tags).decode(),
-                        orjson.dumps(metadata).decode() if metadata is not None else None,
-                        callback_url,
-                        created,
-                        created,
-                        created + window_s,
-                        len(lines),
-                    ),
-                )
-                conn.executemany(
-                    "INSERT INTO batch_lines (batch_id, line, custom_id, body, tokens, state) "
-                    "VALUES (?, ?, ?, ?, ?, 'pending')",
-                    [(batch_id, i, c, body, tokens) for i, (c, body, tokens) in enumerate(lines)],
-                )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self._conn) as conn:
+            conn.execute(
+                "INSERT INTO batches (id, kind, tenant, team, key_id, endpoint, model, "
+                "input_file_id, completion_window, status, priority, workflow, tags, "
+                "metadata, callback_url, created_at, in_progress_at, expires_at, total) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'in_progress', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch_id,
+                    kind,
+                    *owner,
+                    key_id,
+                    endpoint,
+                    model,
+                    input_file_id,
+                    completion_window,
+                    priority,
+                    workflow,
+                    orjson.dumps(tags).decode(),
+                    orjson.dumps(metadata).decode() if metadata is not None else None,
+                    callback_url,
+                    created,
+                    created,
+                    created + window_s,
+                    len(lines),
+                ),
+            )
+            conn.executemany(
+                "INSERT INTO batch_lines (batch_id, line, custom_id, body, tokens, state) "
+                "VALUES (?, ?, ?, ?, ?, 'pending')",
+                [(batch_id, i, c, body, tokens) for i, (c, body, tokens) in enumerate(lines)],
+            )
         return self.batch(owner, batch_id, kind)
 
     def batch(self, owner: Owner | None, batch_id: str, kind: str = "batch") -> dict[str, Any]:
@@ -294,49 +287,42 @@ class BatchStore:
         """Record many lines' ends in one transaction (the worker pool's group commit):
         answers once (a line finished by another run stays as it was), or back to pending."""
         now = _now()
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for result in results:
-                    line = result.line
-                    if result.state == "pending":
-                        conn.execute(
-                            "UPDATE batch_lines SET state = 'pending', lease_until = 0, "
-                            "upstream_batch = NULL, attempts = attempts - ? "
-                            "WHERE batch_id = ? AND line = ? "
-                            "AND state = 'running'",
-                            (0 if result.count_attempt else 1, line.batch_id, line.line),
-                        )
-                        continue
-                    changed = conn.execute(
-                        "UPDATE batch_lines SET state = ?, status_code = ?, response = ?, "
-                        "finished_at = ? WHERE batch_id = ? AND line = ? AND state = 'running'",
-                        (
-                            result.state,
-                            result.status_code,
-                            result.response,
-                            now,
-                            line.batch_id,
-                            line.line,
-                        ),
-                    ).rowcount
-                    if changed:
-                        column = "completed" if result.state == "done" else "failed"
-                        conn.execute(
-                            f"UPDATE batches SET {column} = {column} + 1, "
-                            "cost_pico = cost_pico + ?, input_tokens = input_tokens + ?, "
-                            "output_tokens = output_tokens + ?, paused_reason = NULL WHERE id = ?",
-                            (result.cost_pico, *result.tokens, line.batch_id),
-                        )
-                for batch_id, reason in paused.items():
+        with self._lock, transaction(self._conn) as conn:
+            for result in results:
+                line = result.line
+                if result.state == "pending":
                     conn.execute(
-                        "UPDATE batches SET paused_reason = ? WHERE id = ?", (reason, batch_id)
+                        "UPDATE batch_lines SET state = 'pending', lease_until = 0, "
+                        "upstream_batch = NULL, attempts = attempts - ? "
+                        "WHERE batch_id = ? AND line = ? "
+                        "AND state = 'running'",
+                        (0 if result.count_attempt else 1, line.batch_id, line.line),
                     )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+                    continue
+                changed = conn.execute(
+                    "UPDATE batch_lines SET state = ?, status_code = ?, response = ?, "
+                    "finished_at = ? WHERE batch_id = ? AND line = ? AND state = 'running'",
+                    (
+                        result.state,
+                        result.status_code,
+                        result.response,
+                        now,
+                        line.batch_id,
+                        line.line,
+                    ),
+                ).rowcount
+                if changed:
+                    column = "completed" if result.state == "done" else "failed"
+                    conn.execute(
+                        f"UPDATE batches SET {column} = {column} + 1, "
+                        "cost_pico = cost_pico + ?, input_tokens = input_tokens + ?, "
+                        "output_tokens = output_tokens + ?, paused_reason = NULL WHERE id = ?",
+                        (result.cost_pico, *result.tokens, line.batch_id),
+                    )
+            for batch_id, reason in paused.items():
+                conn.execute(
+                    "UPDATE batches SET paused_reason = ? WHERE id = ?", (reason, batch_id)
+                )
 
     def mark_submitted(self, batch_id: str, lines: list[Line], upstream_batch: str) -> None:
         """Lines now answered by an upstream batch (polled again after a restart)."""

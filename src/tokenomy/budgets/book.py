@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from tokenomy.budgets.definition import SCOPE_FIELDS, Budget, parse_budget
-from tokenomy.database import Connection
+from tokenomy.database import Connection, transaction
 from tokenomy.errors import InvalidRequest, NotFound
 from tokenomy.principals import Principal
 
@@ -112,14 +112,8 @@ class BudgetBook:
     @contextmanager
     def _transaction(self) -> Iterator[int]:
         """One write transaction (all or nothing), yielding its time in epoch ms."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield int(time.time() * 1000)
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with self._lock, transaction(self._conn):
+            yield int(time.time() * 1000)
 
     def _definition(self, name: str) -> str | None:
         row = self._conn.execute(

@@ -7,7 +7,12 @@ from typing import Any
 
 import orjson
 
-from tokenomy.database import ROLLUP_DIMENSION_COLUMNS, ROLLUP_SUM_COLUMNS, Connection
+from tokenomy.database import (
+    ROLLUP_DIMENSION_COLUMNS,
+    ROLLUP_SUM_COLUMNS,
+    Connection,
+    transaction,
+)
 from tokenomy.ledger.event import UsageEvent
 
 EVENT_COLUMNS = (
@@ -122,16 +127,10 @@ class SqliteLedgerStore:
 
     def write_batch(self, events: Sequence[UsageEvent]) -> None:
         """One transaction: events (idempotent by id) and their rollups, all or nothing."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._conn) as conn:
             fresh = [e for e in events if self._insert(e)]
             for upsert, bucket_seconds in _UPSERTS:
                 conn.executemany(upsert, _rollup_rows(fresh, bucket_seconds))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _insert(self, event: UsageEvent) -> bool:
         # An event id written twice (a retried batch) must not be counted twice.
