@@ -12,12 +12,19 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from tokenomy.batch.store import LineResult
 from tokenomy.budgets.enforcer import Request as BudgetRequest
-from tokenomy.errors import BudgetExceeded, RateLimited, TokenomyError, UpstreamError
+from tokenomy.errors import (
+    AuthenticationFailed,
+    BudgetExceeded,
+    RateLimited,
+    TokenomyError,
+    UpstreamError,
+)
 from tokenomy.gateway.endpoints import ROUTES
 
 if TYPE_CHECKING:
-    from tokenomy.batch.store import ActiveBatch
+    from tokenomy.batch.store import ActiveBatch, Line
     from tokenomy.gateway.call import Call
     from tokenomy.gateway.state import Gateway
     from tokenomy.principals import Principal
@@ -39,6 +46,29 @@ class Outcome:
 
 def failed(error: TokenomyError) -> Outcome:
     return Outcome("failed", error.status, error.json(), reason=error.message)
+
+
+def ending(line: Line, outcome: Outcome) -> LineResult:
+    """What the store records of a run: the line's answer, or the line back in the
+    queue (counting an attempt only after a transient failure)."""
+    if outcome.kind in ("done", "failed"):
+        return LineResult(
+            line,
+            outcome.kind,
+            outcome.status_code,
+            outcome.body,
+            outcome.cost_pico,
+            tokens=outcome.tokens,
+        )
+    return LineResult(line, "pending", count_attempt=outcome.kind == "retry")
+
+
+def queued_by(gateway: Gateway, batch: ActiveBatch, *, live: bool = True) -> Principal:
+    """The key that queued the batch; a revoked one (``live``) is refused."""
+    principal = gateway.keys.principal(batch.key_id, live=live)
+    if principal is None:
+        raise AuthenticationFailed(f"the key that queued this request ({batch.key_id}) is revoked")
+    return principal
 
 
 async def line_call(
@@ -114,7 +144,7 @@ async def run_line(
     retry_s: float,
 ) -> Outcome:
     from tokenomy.gateway.fallback import retriable
-    from tokenomy.gateway.proxy import record_failure, upstream_answer
+    from tokenomy.gateway.proxy import record_failure, release_hold, upstream_answer
 
     try:
         call = await line_call(gateway, batch, principal, request_id, raw)
@@ -135,8 +165,7 @@ async def run_line(
             gateway, call, answer.body, answer.usage, answer.estimated, retry_s
         )
     finally:
-        if call.admission is not None and not call.admission.settled:
-            await gateway.enforcer.release(call.admission)
+        await release_hold(gateway, call)
 
 
 async def record_answer(

@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from tokenomy.batch.execute import Outcome, failed, hold_budget, line_call, record_answer
+from tokenomy.batch.execute import (
+    Outcome,
+    ending,
+    failed,
+    hold_budget,
+    line_call,
+    queued_by,
+    record_answer,
+)
 from tokenomy.batch.store import ActiveBatch, BatchStore, Line, LineResult, line_request_id
-from tokenomy.errors import AuthenticationFailed, TokenomyError, UpstreamError
+from tokenomy.errors import TokenomyError, UpstreamError
 
 if TYPE_CHECKING:
     from tokenomy.config import BatchConfig
@@ -53,13 +61,13 @@ class NativeBatches:
     ) -> tuple[list[LineResult], Outcome | None]:
         """Send the batch's pending lines that have budget room; (lines that ended at
         once, the pause when some had no room)."""
+        from tokenomy.gateway.proxy import release_hold
         from tokenomy.gateway.upstream_call import openai_body
 
         lease_s = batch.expires_at - time.time() + 3600  # the upstream's window, not ours
         lines = self._store.claim(batch.id, lease_s, SUBMIT_LIMIT)
         if not lines:
             return [], None
-        principal = self._gateway.keys.principal(batch.key_id)
         ended: list[LineResult] = []
         admitted: list[tuple[Line, Call]] = []
         pause: Outcome | None = None
@@ -68,23 +76,19 @@ class NativeBatches:
                 ended.append(LineResult(line, "pending"))
                 continue
             try:
-                if principal is None:
-                    raise AuthenticationFailed(f"the key {batch.key_id} is revoked")
+                principal = queued_by(self._gateway, batch)
                 call = await line_call(
                     self._gateway, batch, principal, line_request_id(batch, line), line.body
                 )
             except TokenomyError as exc:
-                outcome = failed(exc)
-                ended.append(LineResult(line, "failed", outcome.status_code, outcome.body))
+                ended.append(ending(line, failed(exc)))
                 continue
             refused = await hold_budget(self._gateway, call, self._config.retry_s)
             if refused is None:
                 admitted.append((line, call))
-            elif refused.kind == "pause":
-                pause = refused
-                ended.append(LineResult(line, "pending"))
             else:
-                ended.append(LineResult(line, "failed", refused.status_code, refused.body))
+                pause = refused if refused.kind == "pause" else None
+                ended.append(ending(line, refused))
         if admitted:
             content = b"\n".join(
                 orjson.dumps(
@@ -113,7 +117,7 @@ class NativeBatches:
                 )
             except (UpstreamError, KeyError, orjson.JSONDecodeError) as exc:
                 for line, call in admitted:
-                    await self._release(call)
+                    await release_hold(self._gateway, call)
                     ended.append(LineResult(line, "pending", count_attempt=True))
                 reason = f"upstream {client.name!r} refused the batch: {exc}"
                 return ended, Outcome("retry", reason=reason, wait_s=self._config.retry_s)
@@ -163,17 +167,19 @@ class NativeBatches:
         return answers
 
     async def _result(self, batch: ActiveBatch, line: Line, entry: Any) -> LineResult:
+        from tokenomy.gateway.proxy import release_hold
+
         call = self._calls.pop((batch.id, line.line), None)
         response = (entry or {}).get("response") or {}
         status, body = response.get("status_code"), response.get("body")
         if not isinstance(body, dict) or not isinstance(status, int):
             if call is not None:
-                await self._release(call)
+                await release_hold(self._gateway, call)
             return LineResult(line, "pending", count_attempt=True)  # unanswered: again
         raw = orjson.dumps(body)
         if status != 200:
             if call is not None:
-                await self._release(call)
+                await release_hold(self._gateway, call)
             return LineResult(
                 line, "failed", status, orjson.dumps({"error": body.get("error", body)})
             )
@@ -193,8 +199,4 @@ class NativeBatches:
         )
         if outcome.kind != "done":
             return LineResult(line, "pending")
-        return LineResult(line, "done", 200, raw, outcome.cost_pico, tokens=outcome.tokens)
-
-    async def _release(self, call: Call) -> None:
-        if call.admission is not None and not call.admission.settled:
-            await self._gateway.enforcer.release(call.admission)
+        return ending(line, outcome)

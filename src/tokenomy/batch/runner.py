@@ -1,7 +1,7 @@
 """The worker pool: runs queued lines, fairly between teams, within upstream windows.
 
-Each round looks at the batches that can make progress and claims their lines one at a
-time into ``workers`` slots: highest priority first (deferred jobs before batches), then the
+Each round looks at the batches that can make progress and leases their lines, a chunk at
+a time, into ``workers`` slots: highest priority first (deferred jobs before batches), then the
 team that has had the fewest lines run, then the oldest batch. A batch whose line met no
 budget room or a rate limit is paused for a while (its lines go back to the queue) and
 tried again, so raising the budget or a new period resumes it. A line whose replica died
@@ -18,11 +18,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tokenomy.batch.execute import Outcome, run_line
+from tokenomy.batch.execute import Outcome, ending, failed, queued_by, run_line
 from tokenomy.batch.native import NativeBatches
 from tokenomy.batch.store import ActiveBatch, BatchStore, Line, LineResult, line_request_id
 from tokenomy.batch.windows import open_now
-from tokenomy.errors import AuthenticationFailed, UpstreamError
+from tokenomy.errors import TokenomyError, UpstreamError
 
 if TYPE_CHECKING:
     from zoneinfo import ZoneInfo
@@ -136,7 +136,7 @@ class BatchRunner:
             submitted, stop = await self._native.submit(batch, client)
             ended += submitted
             if stop is not None:
-                self._result(batch, ended[-1].line, stop)  # pause (or back off) the batch
+                self._hold_back(batch, stop)
         if ended:
             self._ended.extend(ended)
             self._ended_ready.set()
@@ -174,7 +174,10 @@ class BatchRunner:
 
     async def _run(self, batch: ActiveBatch, line: Line) -> None:
         try:
-            result = self._result(batch, line, await self._outcome(batch, line))
+            outcome = await self._outcome(batch, line)
+            if outcome.kind in ("pause", "retry"):
+                self._hold_back(batch, outcome)
+            result = ending(line, outcome)
         except Exception:
             log.exception("batch %s line %d failed unexpectedly", batch.id, line.line)
             result = LineResult(line, "pending", count_attempt=True)
@@ -184,21 +187,13 @@ class BatchRunner:
         self._ended.append(result)
         self._ended_ready.set()
 
-    def _result(self, batch: ActiveBatch, line: Line, outcome: Outcome) -> LineResult:
-        if outcome.kind in ("done", "failed"):
-            return LineResult(
-                line,
-                outcome.kind,
-                outcome.status_code,
-                outcome.body,
-                outcome.cost_pico,
-                tokens=outcome.tokens,
-            )
+    def _hold_back(self, batch: ActiveBatch, outcome: Outcome) -> None:
+        """A line could not run now: leave the batch alone for ``wait_s``; a pause (no
+        budget room, a rate limit) is also shown on the batch with its reason."""
         self._paused_until[batch.id] = time.monotonic() + outcome.wait_s
         if outcome.kind == "pause":
             log.info("batch %s paused: %s", batch.id, outcome.reason)
             self._pause_reasons[batch.id] = outcome.reason
-        return LineResult(line, "pending", count_attempt=outcome.kind == "retry")
 
     async def _commit_forever(self) -> None:
         """Group commit of ended lines: one transaction for all that ended meanwhile."""
@@ -217,12 +212,10 @@ class BatchRunner:
             self._wake.set()
 
     async def _outcome(self, batch: ActiveBatch, line: Line) -> Outcome:
-        principal = self._gateway.keys.principal(batch.key_id)
-        if principal is None:
-            error = AuthenticationFailed(
-                f"the key that queued this request ({batch.key_id}) is revoked"
-            )
-            return Outcome("failed", error.status, error.json(), reason=error.message)
+        try:
+            principal = queued_by(self._gateway, batch)
+        except TokenomyError as exc:
+            return failed(exc)
         return await run_line(
             self._gateway,
             batch,

@@ -217,9 +217,13 @@ async def handle(
         else:
             await relay_plain(gateway, call, send)
     finally:
-        # Whatever happened, no hold outlives its request.
-        if call.admission is not None and not call.admission.settled:
-            await gateway.enforcer.release(call.admission)
+        await release_hold(gateway, call)
+
+
+async def release_hold(gateway: Gateway, call: Call) -> None:
+    """Whatever happened, no hold outlives its request (a settled one is left as it is)."""
+    if call.admission is not None and not call.admission.settled:
+        await gateway.enforcer.release(call.admission)
 
 
 async def resolve_model(

@@ -114,11 +114,13 @@ class KeyStore:
         finally:
             self._refreshing.discard(digest)
 
-    def principal(self, key_id: str) -> Principal | None:
-        """The principal of a live key by its id (work queued under a key runs as it)."""
+    def principal(self, key_id: str, *, live: bool = True) -> Principal | None:
+        """The principal of a key by its id (work queued under a key runs as it); with
+        ``live``, only while the key is not revoked."""
+        alive = " AND revoked_at IS NULL" if live else ""
         with self._lock:
             row = self._conn.execute(
-                f"SELECT {_COLUMNS} FROM keys WHERE id = ? AND revoked_at IS NULL", (key_id,)
+                f"SELECT {_COLUMNS} FROM keys WHERE id = ?{alive}", (key_id,)
             ).fetchone()
         return _principal(row) if row else None
 
