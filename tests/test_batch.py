@@ -15,8 +15,18 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from click.testing import CliRunner
 
-from conftest import Gateway, JsonServer, MockUpstream, gateway_config, start_gateway, stop
+from conftest import (
+    Gateway,
+    JsonServer,
+    MockUpstream,
+    gateway_config,
+    ledger_rows,
+    start_gateway,
+    stop,
+)
+from tokenomy.cli.main import cli
 
 PREMIUM_BATCH_PRICE = {
     "input_per_mtok": "5.00",
@@ -474,3 +484,43 @@ def test_teams_share_the_worker_pool_fairly(batch_gateway: Gateway) -> None:
     small_done = max(e["ts_ms"] for e in line_events(batch_gateway, small))
     # The later team's batch was served alongside the big one, not after all of it.
     assert small_done < big_done
+
+
+def test_an_upstream_batch_answered_after_a_restart_is_charged_even_to_a_revoked_key(
+    tmp_path: Path, mock_upstream: MockUpstream
+) -> None:
+    config = batch_config(tmp_path / "ledger.db", mock_upstream)
+    config["upstreams"]["provider"]["headers"] = {"x-mock-batch-seconds": "3"}
+    gateway = start_gateway(tmp_path, config)
+    created = gateway.admin("POST", "/admin/keys", json={"team": "leavers"}).json()
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"])
+    batch_id = submit(client, requests_file(4, model="hosted-model"))
+    query = (
+        "SELECT COUNT(*) AS n FROM batch_lines WHERE batch_id = ? AND upstream_batch IS NOT NULL"
+    )
+    wait_for(
+        lambda: ledger_rows(gateway.database, query, (batch_id,))[0]["n"] == 4,
+        what="the lines sent upstream",
+    )
+    os.killpg(gateway.process.pid, signal.SIGKILL)
+    gateway.process.wait()
+    revoked = CliRunner().invoke(
+        cli, ["keys", "revoke", "--config", str(gateway.config_path), created["id"]]
+    )
+    assert revoked.exit_code == 0, revoked.output
+    restarted = start_gateway(tmp_path, config)
+    try:
+        lines = "SELECT state FROM batch_lines WHERE batch_id = ?"
+        wait_for(
+            lambda: (
+                {r["state"] for r in ledger_rows(restarted.database, lines, (batch_id,))}
+                == {"done"}
+            ),
+            what="the upstream's answers",
+        )
+        events = line_events(restarted, batch_id)
+        # The provider billed every line: the ledger has them all, at the batch price.
+        assert len(events) == 4 and all(e["cost_pico"] > 0 for e in events)
+        assert all(e["team"] == "leavers" and e["strategy"] == "batch" for e in events)
+    finally:
+        stop(restarted.process)

@@ -184,9 +184,8 @@ class NativeBatches:
                 line, "failed", status, orjson.dumps({"error": body.get("error", body)})
             )
         if call is None:  # submitted before a restart: the call again, without a hold
-            principal = self._gateway.keys.principal(batch.key_id)
-            if principal is None:
-                return LineResult(line, "done", 200, raw)
+            # The upstream did the work: it is charged to the key even if revoked since.
+            principal = queued_by(self._gateway, batch, live=False)
             call = await line_call(
                 self._gateway, batch, principal, line_request_id(batch, line), line.body
             )
