@@ -8,7 +8,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import orjson
 
 from tokenomy.batch.runner import JOB_PRIORITY, BatchRunner
@@ -18,6 +17,7 @@ from tokenomy.gateway.asgi import JSON, send_bytes
 from tokenomy.gateway.endpoints import ROUTES
 
 if TYPE_CHECKING:
+    from tokenomy.budgets.alerts import AlertSender
     from tokenomy.config import Settings
     from tokenomy.gateway.asgi import Send
     from tokenomy.gateway.call import Call
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("tokenomy.batch")
 URL_OF = {endpoint.name: url for url, endpoint in ROUTES.items()}
 WINDOW_S = {"24h": 86_400}  # completion windows, as OpenAI accepts them
-CALLBACK_TRIES = 3
 
 
 class BatchService:
@@ -41,7 +40,7 @@ class BatchService:
         self.defers_always = config.enabled and config.defer == "always"
         self.runner: BatchRunner | None = None
         self._task: asyncio.Task[None] | None = None
-        self._callbacks: set[asyncio.Task[None]] = set()
+        self._webhooks: AlertSender | None = None  # the gateway's webhook sender
 
     def start(self, gateway: Gateway) -> None:
         if not self.enabled:
@@ -49,6 +48,7 @@ class BatchService:
         self.runner = BatchRunner(
             gateway, self.store, self.settings.batch, ZoneInfo(self.settings.timezone)
         )
+        self._webhooks = gateway.alerts
         self.runner.on_final.append(self._job_finished)
         self._task = asyncio.create_task(self.runner.run_forever())
 
@@ -57,8 +57,6 @@ class BatchService:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for task in list(self._callbacks):
-            task.cancel()
         self.conn.close()
 
     def wake(self) -> None:
@@ -110,9 +108,8 @@ class BatchService:
             return
         status_code, response = self.store.line_response(batch.id)
         payload = job_object(final, status_code, response)
-        task = asyncio.create_task(_post_callback(batch.callback_url, payload))
-        self._callbacks.add(task)
-        task.add_done_callback(self._callbacks.discard)
+        assert self._webhooks is not None
+        self._webhooks.post(batch.callback_url, payload, f"job callback for {batch.id}")
 
 
 def job_object(
@@ -143,20 +140,3 @@ def job_object(
             else None
         ),
     }
-
-
-async def _post_callback(url: str, payload: dict[str, Any]) -> None:
-    """Tell the job's webhook it is done (a few tries; the status URL has it anyway)."""
-    body = orjson.dumps(payload)
-    timeout = aiohttp.ClientTimeout(total=10)
-    async with aiohttp.ClientSession(timeout=timeout) as session:
-        for attempt in range(CALLBACK_TRIES):
-            try:
-                async with session.post(
-                    url, data=body, headers={"content-type": "application/json"}
-                ) as answer:
-                    if answer.status < 500:
-                        return
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                log.warning("job callback to %s failed: %s", url, exc)
-            await asyncio.sleep(2**attempt)

@@ -131,12 +131,17 @@ class AlertSender:
         log.warning("%s", describe(event))
         if url is None:
             return
+        self.post(url, alert_payload(event, slack), f"budget alert for {event.budget}")
+
+    def post(self, url: str, payload: dict[str, Any], what: str) -> None:
+        """POST ``payload`` as JSON to ``url`` in the background, with the same retries
+        (any webhook: a budget alert, a deferred job's callback). ``what`` names it in logs."""
         if self._closed:
             self.failed += 1
-            log.error("budget alert to %s dropped: the sender is closed", _host(url))
+            log.error("%s to %s dropped: the sender is closed", what, _host(url))
             return
-        body = orjson.dumps(alert_payload(event, slack))
-        task = asyncio.get_running_loop().create_task(self._deliver(url, body, event.budget))
+        body = orjson.dumps(payload)
+        task = asyncio.get_running_loop().create_task(self._deliver(url, body, what))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -153,7 +158,7 @@ class AlertSender:
             await self._session.close()
             self._session = None
 
-    async def _deliver(self, url: str, body: bytes, budget: str) -> None:
+    async def _deliver(self, url: str, body: bytes, what: str) -> None:
         host = _host(url)
         outcome: str | None = None
         try:
@@ -164,29 +169,27 @@ class AlertSender:
                     return
                 if retry_after is None:  # final: the receiver refused the payload
                     self.failed += 1
-                    log.error("budget alert for %s to %s refused: %s", budget, host, outcome)
+                    log.error("%s to %s refused: %s", what, host, outcome)
                     return
                 if attempt + 1 < self._attempts:
                     delay = retry_after if retry_after > 0 else self._backoff(attempt)
-                    log.info(
-                        "budget alert to %s failed (%s); retry in %.2f s", host, outcome, delay
-                    )
+                    log.info("%s to %s failed (%s); retry in %.2f s", what, host, outcome, delay)
                     await asyncio.sleep(delay)
             self.failed += 1
             log.error(
-                "budget alert for %s to %s gave up after %d attempts: %s",
-                budget,
+                "%s to %s gave up after %d attempts: %s",
+                what,
                 host,
                 self._attempts,
                 outcome,
             )
         except asyncio.CancelledError:
             self.failed += 1
-            log.error("budget alert for %s to %s abandoned at shutdown", budget, host)
+            log.error("%s to %s abandoned at shutdown", what, host)
             raise
         except Exception:  # a bug must not vanish with the background task
             self.failed += 1
-            log.exception("budget alert for %s to %s failed unexpectedly", budget, host)
+            log.exception("%s to %s failed unexpectedly", what, host)
 
     async def _post(self, url: str, body: bytes) -> tuple[str | None, float | None]:
         """(None, _) delivered; (why, None) final; (why, s) retry after s (0: use backoff)."""
