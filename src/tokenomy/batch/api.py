@@ -21,6 +21,7 @@ from tokenomy.errors import InvalidRequest, NotFound, PayloadTooLarge, TokenomyE
 
 if TYPE_CHECKING:
     from tokenomy.batch.store import BatchStore
+    from tokenomy.gateway.endpoints import Endpoint
     from tokenomy.gateway.proxy import Caller
     from tokenomy.gateway.state import Gateway
 
@@ -132,7 +133,7 @@ async def create_batch(body: BatchCreate, client: Client) -> dict[str, Any]:
     settings = client.gateway.settings
     requests = parse_lines(content, settings.batch.max_lines)
     endpoint, model = check_for_batch(requests, body.endpoint)
-    _check_model(client, model, endpoint.model_kind)
+    _check_model(client, model, endpoint)
     lines = [(r.custom_id, orjson.dumps(r.body), endpoint.estimate_input(r.body)) for r in requests]
     caller = client.caller
     batch = await asyncio.to_thread(
@@ -155,21 +156,19 @@ async def create_batch(body: BatchCreate, client: Client) -> dict[str, Any]:
     return batch
 
 
-def _check_model(client: _Client, model: str, kind: str) -> None:
+def _check_model(client: _Client, model: str, endpoint: Endpoint) -> None:
+    """The batch's model exists (or is a route alias), this key may use it, and it can
+    serve the endpoint: refused now, not line by line later."""
+    from tokenomy.gateway.proxy import check_kind, model_not_found
+
     gateway = client.gateway
-    principal = client.caller.principal
     known = gateway.catalog.get(model)
-    if (known is None and model not in gateway.settings.routes) or not principal.may_use(model):
-        raise NotFound(
-            f"The model '{model}' does not exist or this key may not use it.",
-            param="model",
-            code="model_not_found",
-        )
-    if known is not None and known.kind != kind:
-        raise InvalidRequest(
-            f"model {model!r} is a {known.kind} model; it cannot serve this endpoint",
-            param="model",
-        )
+    if (known is None and model not in gateway.settings.routes) or not (
+        client.caller.principal.may_use(model)
+    ):
+        raise model_not_found(model)
+    if known is not None:
+        check_kind(known, endpoint)
 
 
 @router.get("/v1/batches")

@@ -238,17 +238,26 @@ async def resolve_model(
         choice = await choose(gateway, payload["model"], route, request, endpoint.model_kind)
         model = choice.model
     if model is None or not principal.may_use(model.name):
-        raise NotFound(
-            f"The model '{payload['model']}' does not exist or this key may not use it.",
-            param="model",
-            code="model_not_found",
-        )
+        raise model_not_found(payload["model"])
+    check_kind(model, endpoint)
+    return model, choice
+
+
+def model_not_found(name: str) -> NotFound:
+    return NotFound(
+        f"The model '{name}' does not exist or this key may not use it.",
+        param="model",
+        code="model_not_found",
+    )
+
+
+def check_kind(model: Model, endpoint: Endpoint) -> None:
+    """A chat model cannot serve embeddings, nor an embedding model chat."""
     if model.kind != endpoint.model_kind:
         raise InvalidRequest(
             f"model {model.name!r} is a {model.kind} model; it cannot serve {endpoint.name}",
             param="model",
         )
-    return model, choice
 
 
 def apply_choice(call: Call, choice: RouteChoice) -> None:
